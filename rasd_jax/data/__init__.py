@@ -1,0 +1,1 @@
+"""Data on disk: medical image formats and downstream datasets."""

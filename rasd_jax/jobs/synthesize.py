@@ -1,0 +1,76 @@
+"""Export synthetic samples: NIfTI image/label pairs, a montage and the config.
+
+Sample n is sample n of step 0 (pure function of seed and n), so a restarted job skips
+the samples already on disk and writes exactly what an uninterrupted one would.
+"""
+
+import os
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from rasd_jax import synthesis
+from rasd_jax.data import nifti
+from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax.synthesis import montage
+from rasd_jax.training import mesh as mesh_lib
+
+
+def _to_nifti_layout(image, ndim):
+  """(*spatial, C) -> NIfTI axes: 2D images get a singleton z before the channels."""
+  if image.shape[-1] == 1:
+    return image[..., 0]
+  return image[:, :, None] if ndim == 2 else image
+
+
+def _paths(folder, n, names):
+  return {name: os.path.join(folder, f"{n:04d}_{name}.nii.gz") for name in names}
+
+
+def run(config, workdir):
+  spec = synthesis.make_spec(config.synthesis)
+  if config.num < 1:
+    raise ValueError(f"num = {config.num}: the number of samples must be >= 1")
+  workdir_lib.prepare(workdir, config, may_change=("num",))
+  folder = os.path.join(workdir, "samples")
+  os.makedirs(folder, exist_ok=True)
+  names = ["image", "label"] + (["image2"] if spec.paired_views else [])
+
+  mesh = mesh_lib.make_mesh()
+  devices = mesh.shape["data"]
+  batch = -(-config.batch_size // devices) * devices  # A multiple of the device count.
+  generate = synthesis.make_generator(spec, mesh, batch)
+  metrics = workdir_lib.MetricsWriter(workdir)
+  write = jax.process_index() == 0
+  label_dtype = np.uint8
+
+  first_batch = None
+  todo = [b for b in range(-(-config.num // batch))
+          if not all(os.path.exists(p) for n in range(b * batch, min((b + 1) * batch, config.num))
+                     for p in _paths(folder, n, names).values())]
+  for b in tqdm.tqdm(todo, desc="synthesize", unit="batch", disable=not write):
+    start = time.perf_counter()
+    out = jax.device_get(generate(config.seed, 0, b * batch))
+    seconds = time.perf_counter() - start
+    if b == 0:
+      first_batch = out
+    for i in range(batch):
+      n = b * batch + i
+      if n >= config.num or not write:
+        continue
+      paths = _paths(folder, n, names)
+      for name in names:
+        array = out[name][i]
+        array = array.astype(label_dtype) if name == "label" else _to_nifti_layout(array, spec.ndim)
+        nifti.save(paths[name], array)
+    metrics.write(b, samples=min(batch, config.num - b * batch), generate_s=round(seconds, 4),
+                  samples_per_s=round(batch / seconds, 3))
+
+  if write:
+    if first_batch is None:  # Everything was on disk already; the montage may be missing.
+      first_batch = jax.device_get(generate(config.seed, 0, 0))
+    shown = min(config.num, batch, config.montage_samples)
+    montage.montage(first_batch["image"][:shown, ..., 0], first_batch["label"][:shown],
+                    spec.num_labels).save(os.path.join(workdir, "montage.png"))

@@ -1,0 +1,59 @@
+"""What every job does with its --workdir: check it, record the config, append metrics."""
+
+import json
+import os
+
+import jax
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for key, value in d.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def prepare(workdir, config, may_change=()):
+  """Creates `workdir`, refuses one holding a run of another config, writes config.json.
+
+  Keys in `may_change` (e.g. the number of samples or steps) may differ on a restart; any
+  other difference would mix two runs in one folder and is an error naming the keys.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"cannot create workdir {workdir!r}: {e.strerror}") from None
+  if not os.access(workdir, os.W_OK):
+    raise ValueError(f"workdir {workdir!r} is not writable")
+  resolved = json.loads(config.to_json_best_effort())
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = _flatten(json.load(f))
+    current = _flatten(resolved)
+    changed = sorted(k for k in set(previous) | set(current)
+                     if k not in may_change and previous.get(k) != current.get(k))
+    if changed:
+      raise ValueError(
+          f"workdir {workdir!r} holds a run with another config (differs in {changed}); "
+          "use a new --workdir, or the same config to resume")
+  if jax.process_index() == 0:
+    with open(path + ".tmp", "w") as f:
+      json.dump(resolved, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+class MetricsWriter:
+  """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only)."""
+
+  def __init__(self, workdir):
+    self._path = os.path.join(workdir, "metrics.jsonl")
+    self._active = jax.process_index() == 0
+
+  def write(self, step, **values):
+    if self._active:
+      with open(self._path, "a") as f:
+        f.write(json.dumps({"step": int(step), **values}) + "\n")
