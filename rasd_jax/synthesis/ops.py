@@ -154,7 +154,7 @@ def kspace_truncation_matrix(n, keep):
 
   Sum over |k| <= m of cos(2 pi k d / n) / n, in closed form (Dirichlet kernel).
   """
-  m = jnp.floor(jnp.clip(keep, 0.0, 1.0) * (n // 2))
+  m = jnp.floor(jnp.clip(keep, 0.0, 1.0) * ((n - 1) // 2))
   d = (np.arange(n)[:, None] - np.arange(n)[None, :]).astype(np.float32)
   s = np.sin(np.pi * d / n)
   safe = np.where(np.abs(s) < 1e-9, 1.0, s)

@@ -1,0 +1,15 @@
+"""Shared test set-up.
+
+XLA compiles of the generator take seconds on a 2-core CPU; a persistent compilation
+cache shared by this process and the subprocesses the tests start (same environment)
+compiles each program once per test run.
+"""
+
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO_ROOT, ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
+sys.path.insert(0, REPO_ROOT)
