@@ -55,7 +55,9 @@ def make_generator(spec, mesh, batch_size):
     first = offset + jax.lax.axis_index("data") * local
     indices = first + jnp.arange(local)
     keys = jax.vmap(functools.partial(sample_key, seed, step))(indices)
-    return jax.vmap(functools.partial(sample, spec))(keys)
+    # One sample at a time, with the same program whatever the local batch: vmap over a
+    # batch changes XLA's code (and the last bits of the floats) with the batch size.
+    return jax.lax.map(functools.partial(sample, spec), keys)
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P()),
                           out_specs=P("data"))
