@@ -131,15 +131,16 @@ def _fail(name, value, allowed):
 
 
 def auto_warp_stride(size, flow_grids):
-  """Largest power of two that leaves 4 warp samples per cell of the finest flow grid,
-  and at most 4.
+  """Largest power of two that leaves at least 16 warp samples per cell of the finest
+  flow grid: 1 (exact) for 3D 128^3, 2 for 2D 512^2.
 
   The warped logits are smooth on the scale of that cell (size/15 voxels by default), so
-  sampling them there and interpolating linearly keeps the label statistics close to the
-  exact computation (README, "Fidelity and speed") at a fraction of the cost.
+  sampling them more sparsely and interpolating linearly costs little, but it does drop
+  the smallest fragments: at 4 samples per cell, fragments per label fall by a third in
+  3D 128^3 and by 12% in 2D 512^2 (README, "Fidelity and speed").
   """
   cell = (size - 1) / (max(flow_grids) - 1)
-  return 2 ** min(2, max(0, int(math.floor(math.log2(max(cell / 4, 1.0))))))
+  return 2 ** max(0, int(math.floor(math.log2(max(cell / 16, 1.0)))))
 
 
 def make_spec(config):

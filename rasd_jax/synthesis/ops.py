@@ -68,6 +68,9 @@ def uniform(key, shape, bounds):
 
 def apply_axis(x, matrix, axis):
   """y[..., i, ...] = sum_j matrix[i, j] x[..., j, ...] along `axis`."""
+  axis = axis % x.ndim
+  if axis == x.ndim - 1:  # Lands in place: no transpose (the largest, final stage).
+    return jnp.tensordot(x, matrix, axes=[[axis], [1]], precision=jax.lax.Precision.HIGHEST)
   y = jnp.tensordot(matrix, x, axes=[[1], [axis]], precision=jax.lax.Precision.HIGHEST)
   return jnp.moveaxis(y, 0, axis)
 

@@ -17,7 +17,7 @@ def test_defaults_follow_the_reference():
   assert (s2.num_labels, s2.flow_max_std) == (16, 32.0)
   assert s3.gamma_range == (0.5, 1.5) and s3.noise_std_range == (0.05, 0.4)
   assert s3.bias_fwhm_range == (16.0, 32.0) and s3.blur_sigma_range == (0.0, 1.0)
-  assert (s3.warp_stride, s2.warp_stride, spec_of(2, 64).warp_stride) == (2, 4, 1)
+  assert (s3.warp_stride, s2.warp_stride, spec_of(2, 1024).warp_stride) == (1, 2, 4)
   assert not s3.acquisition_artefacts and s3.std_range == (0.0, 0.0)
   assert spec_of(3, 32).num_labels == 2  # auto K never drops below 2
 

@@ -76,3 +76,11 @@ def test_strided_warp_stays_close_to_the_exact_warp():
   bf = [np.mean([stats.label_statistics(l)["boundary_fraction"] for l in x])
         for x in (exact, strided)]
   assert abs(bf[0] - bf[1]) / bf[0] < 0.05
+
+
+def test_sampling_positions_follow_the_reference_grid_sample():
+  """The reference reads voxel x at x * S/(S-1) - 0.5: the border voxels half outside."""
+  positions = structure.reference_sampling_positions(np.array([0.0, 31.0, 63.0]), 64)
+  np.testing.assert_allclose(positions, [-0.5, 31 * 64 / 63 - 0.5, 63.5], rtol=1e-6)
+  w = structure._zero_padding_weight(positions[None], 64)
+  np.testing.assert_allclose(w, [0.5, 1.0, 0.5])
