@@ -58,7 +58,7 @@ def _eval_grid(grid, positions, size):
     base.append(i0.astype(jnp.int32))
     frac.append(u - i0)
   label_offset = (jnp.arange(num_labels, dtype=jnp.int32) * g**ndim).reshape(
-      (num_labels,) + (1,) * ndim)
+      (num_labels,) + (1,) * (positions.ndim - 2))
   out = 0.0
   for corner in itertools.product((0, 1), repeat=ndim):
     index, weight = label_offset, 1.0

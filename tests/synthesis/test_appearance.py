@@ -9,7 +9,6 @@ import pytest
 
 from rasd_jax import synthesis
 from rasd_jax.synthesis import appearance
-from rasd_jax.synthesis import stats
 
 SIZE = 64
 
@@ -121,6 +120,13 @@ def test_thick_slices_blur_one_axis_only():
   assert (ordered[:, 0] < 0.7 * ordered[:, 1]).all()
 
 
+def residual(changed, plain):
+  """What `changed` holds beyond an affine function of `plain` (min-max and the like)."""
+  design = np.stack([plain.ravel(), np.ones(plain.size)], 1)
+  coef = np.linalg.lstsq(design, changed.ravel(), rcond=None)[0]
+  return changed - (design @ coef).reshape(plain.shape)
+
+
 def test_spike_adds_a_single_frequency():
   """Same keys with and without the spike: what the spike adds is one plane wave."""
   fixed = dict(gamma_range=(1.0, 1.0), mean_range=(0.5, 1.0))
@@ -131,13 +137,6 @@ def test_spike_adds_a_single_frequency():
     power = np.abs(np.fft.fft2(residual(s_img, p_img))) ** 2
     shares.append(np.sort(power.ravel())[-2:].sum() / power.sum())  # +-f pair
   assert np.median(shares) > 0.5
-
-
-def residual(changed, plain):
-  """What `changed` holds beyond an affine function of `plain` (min-max and the like)."""
-  design = np.stack([plain.ravel(), np.ones(plain.size)], 1)
-  coef = np.linalg.lstsq(design, changed.ravel(), rcond=None)[0]
-  return changed - (design @ coef).reshape(plain.shape)
 
 
 def test_ghosting_adds_a_copy_shifted_by_the_period():

@@ -1,12 +1,10 @@
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
 from rasd_jax import synthesis
-from rasd_jax.synthesis import ops
 from rasd_jax.synthesis import stats
 from rasd_jax.synthesis import structure
 
@@ -28,15 +26,15 @@ def test_warp_matches_linear_interpolation_with_zero_padding():
   torch's grid_sample in the reference (scipy's map_coordinates, grid-constant mode)."""
   size = 24
   field = jax.random.normal(jax.random.key(0), (3, size, size))  # A full-resolution table.
-  positions = jax.random.uniform(jax.random.key(1), (2, 200, 3), minval=-3, maxval=size + 2)
+  positions = jax.random.uniform(jax.random.key(1), (2, 3, 200), minval=-3, maxval=size + 2)
   ours = structure._eval_grid(field, positions, size) * structure._zero_padding_weight(
       positions, size)
   assert np.mean(np.asarray(ours) == 0) > 0.05  # some positions are far outside
   for k in range(3):
     full = np.asarray(field[k])
-    expected = ndimage.map_coordinates(full, np.asarray(positions[:, :, k]), order=1,
+    expected = ndimage.map_coordinates(full, np.asarray(positions[:, k]), order=1,
                                        mode="grid-constant", cval=0.0)
-    np.testing.assert_allclose(np.asarray(ours[:, k]), expected, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(ours[k]), expected, atol=1e-4)
 
 
 def test_table_points_hold_both_grids_exactly():
