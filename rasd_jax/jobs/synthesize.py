@@ -44,7 +44,6 @@ def run(config, workdir):
   generate = synthesis.make_generator(spec, mesh, batch)
   metrics = workdir_lib.MetricsWriter(workdir)
   write = jax.process_index() == 0
-  label_dtype = np.uint8
 
   first_batch = None
   todo = [b for b in range(-(-config.num // batch))
@@ -63,7 +62,7 @@ def run(config, workdir):
       paths = _paths(folder, n, names)
       for name in names:
         array = out[name][i]
-        array = array.astype(label_dtype) if name == "label" else _to_nifti_layout(array, spec.ndim)
+        array = array.astype(np.uint8) if name == "label" else _to_nifti_layout(array, spec.ndim)
         nifti.save(paths[name], array)
     metrics.write(b, samples=min(batch, config.num - b * batch), generate_s=round(seconds, 4),
                   samples_per_s=round(batch / seconds, 3))
