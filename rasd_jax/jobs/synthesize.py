@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
 from rasd_jax import synthesis
 from rasd_jax.data import nifti
@@ -51,7 +52,8 @@ def run(config, workdir):
                      for p in _paths(folder, n, names).values())]
   for b in tqdm.tqdm(todo, desc="synthesize", unit="batch", disable=not write):
     start = time.perf_counter()
-    out = jax.device_get(generate(config.seed, 0, b * batch))
+    # Every process generates its shards; process 0 gathers and writes them.
+    out = multihost_utils.process_allgather(generate(config.seed, 0, b * batch), tiled=True)
     seconds = time.perf_counter() - start
     if b == 0:
       first_batch = out
@@ -67,9 +69,9 @@ def run(config, workdir):
     metrics.write(b, samples=min(batch, config.num - b * batch), generate_s=round(seconds, 4),
                   samples_per_s=round(batch / seconds, 3))
 
+  if first_batch is None:  # Everything was on disk already; the montage may be missing.
+    first_batch = multihost_utils.process_allgather(generate(config.seed, 0, 0), tiled=True)
   if write:
-    if first_batch is None:  # Everything was on disk already; the montage may be missing.
-      first_batch = jax.device_get(generate(config.seed, 0, 0))
     shown = min(config.num, batch, config.montage_samples)
     montage.montage(first_batch["image"][:shown, ..., 0], first_batch["label"][:shown],
                     spec.num_labels).save(os.path.join(workdir, "montage.png"))
