@@ -1,5 +1,7 @@
 """Entry point: python run.py --config=experiments/<job>.py[:args] --workdir=DIR."""
 
+import sys
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -15,7 +17,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  jobs.get(config.job)(config, _WORKDIR.value)
+  try:
+    jobs.get(config.job)(config, _WORKDIR.value)
+  except ValueError as e:  # Bad config or input: the message says what and where.
+    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
