@@ -41,7 +41,7 @@ def hash_bits(key, shape):
 
 
 def normal(key, shape):
-  """Standard normal values; tails exact to |z| = 5.5 (24-bit uniforms)."""
+  """Standard normal values; exact tails out to |z| = 5.4 (24-bit uniforms)."""
   m = (hash_bits(key, shape) >> 8).astype(jnp.int32)
   # v = (2m + 1) / 2^24 - 1 is exact in float32 and never reaches +-1.
   v = (2 * m + 1 - (1 << 24)).astype(jnp.float32) * (1.0 / (1 << 24))
