@@ -134,9 +134,8 @@ def _upsampled_sum(grids, ndim, points, size):
     partial.append(ops.apply_separable(grid, [jnp.asarray(m)] * (ndim - 1),
                                        first_axis=grid.ndim - ndim))
     mats.append(m)
-  return jnp.tensordot(jnp.concatenate(partial, axis=-1),
-                       jnp.asarray(np.concatenate(mats, axis=1)), axes=[[-1], [1]],
-                       precision=jax.lax.Precision.HIGHEST)
+  return ops.apply_axis(jnp.concatenate(partial, axis=-1),
+                        jnp.asarray(np.concatenate(mats, axis=1)), -1)
 
 
 def warped_logits(spec, key):
