@@ -13,3 +13,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO_ROOT, ".jax
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, REPO_ROOT)
+
+
+def spec_of(ndim=3, size=128, **fields):
+  """A validated synthesis Spec: the defaults of (ndim, size) with `fields` changed."""
+  from rasd_jax import synthesis
+  config = synthesis.get_config(ndim, size)
+  config.update(fields)
+  return synthesis.make_spec(config)

@@ -7,16 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rasd_jax import synthesis
 from rasd_jax.synthesis import appearance
+
+import conftest
 
 SIZE = 64
 
 
 def spec_of(ndim=2, size=SIZE, **fields):
-  config = synthesis.get_config(ndim, size)
-  config.update(dict(num_labels=4, **fields))
-  return synthesis.make_spec(config)
+  return conftest.spec_of(ndim, size, num_labels=4, **fields)
 
 
 def halves(ndim=2, size=SIZE):

@@ -1,14 +1,8 @@
 import pytest
 
-from rasd_jax import synthesis
 from rasd_jax.config import parse_arg
 
-
-def spec_of(ndim=3, size=128, **fields):
-  config = synthesis.get_config(ndim, size)
-  for name, value in fields.items():
-    config[name] = value
-  return synthesis.make_spec(config)
+from conftest import spec_of
 
 
 def test_defaults_follow_the_reference():

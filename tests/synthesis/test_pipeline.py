@@ -11,12 +11,7 @@ from rasd_jax import synthesis
 from rasd_jax.training.mesh import make_mesh
 
 from conftest import REPO_ROOT
-
-
-def spec_of(ndim=2, size=32, **fields):
-  config = synthesis.get_config(ndim, size)
-  config.update(fields)
-  return synthesis.make_spec(config)
+from conftest import spec_of
 
 
 def test_batches_are_sharded_typed_and_in_range():
@@ -31,7 +26,7 @@ def test_batches_are_sharded_typed_and_in_range():
 
 
 def test_a_sample_depends_only_on_seed_step_and_index():
-  spec = spec_of()
+  spec = spec_of(2, 32)
   mesh = make_mesh()
   four = jax.device_get(synthesis.make_generator(spec, mesh, 4)(7, 3))
   two = jax.device_get(synthesis.make_generator(spec, mesh, 2)(7, 3, 2))  # samples 2, 3
@@ -43,17 +38,17 @@ def test_a_sample_depends_only_on_seed_step_and_index():
 
 
 def test_channels_and_paired_views_share_the_label_map():
-  spec = spec_of(channels=3, paired_views=True)
+  spec = spec_of(2, 32, channels=3, paired_views=True)
   batch = jax.device_get(synthesis.make_generator(spec, make_mesh(), 2)(0, 0))
   assert batch["image"].shape == (2, 32, 32, 3) and batch["image2"].shape == (2, 32, 32, 3)
   assert not np.allclose(batch["image"][..., 0], batch["image"][..., 1])
   assert not np.allclose(batch["image"], batch["image2"])
-  plain = jax.device_get(synthesis.make_generator(spec_of(), make_mesh(), 2)(0, 0))
+  plain = jax.device_get(synthesis.make_generator(spec_of(2, 32), make_mesh(), 2)(0, 0))
   np.testing.assert_array_equal(plain["label"], batch["label"])
 
 
 def test_non_finite_samples_are_replaced_never_emitted():
-  spec = spec_of(bias_std_range=(500.0, 500.0))  # exp(bias) overflows to inf
+  spec = spec_of(2, 32, bias_std_range=(500.0, 500.0))  # exp(bias) overflows to inf
   batch = jax.device_get(synthesis.make_generator(spec, make_mesh(), 2)(0, 0))
   assert np.isfinite(batch["image"]).all()
   np.testing.assert_allclose(batch["image"][..., 0],
@@ -64,7 +59,7 @@ def test_batch_must_divide_over_devices():
   class FakeMesh:
     shape = {"data": 8}
   try:
-    synthesis.make_generator(spec_of(), FakeMesh(), 4)
+    synthesis.make_generator(spec_of(2, 32), FakeMesh(), 4)
   except ValueError as e:
     assert "batch_size 4 is not a multiple of the 8 devices" in str(e)
   else:

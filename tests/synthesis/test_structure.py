@@ -4,16 +4,11 @@ import jax
 import numpy as np
 from scipy import ndimage
 
-from rasd_jax import synthesis
 from rasd_jax.synthesis import ops
 from rasd_jax.synthesis import stats
 from rasd_jax.synthesis import structure
 
-
-def spec_of(ndim, size, **fields):
-  config = synthesis.get_config(ndim, size)
-  config.update(fields)
-  return synthesis.make_spec(config)
+from conftest import spec_of
 
 
 @functools.lru_cache(maxsize=None)
