@@ -4,9 +4,11 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from rasd_jax import jobs
+from rasd_jax.training import mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a rerun resumes it.")
@@ -16,10 +18,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
+    logging.set_verbosity(logging.WARNING)
+  mesh.initialize_distributed()
   config = _CONFIG.value
   try:
     jobs.get(config.job)(config, _WORKDIR.value)
-  except ValueError as e:  # Bad config or input: the message says what and where.
+  # Bad config or input, or a diverged run: the message says what and where.
+  except (ValueError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
 
 

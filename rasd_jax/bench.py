@@ -2,6 +2,8 @@
 
 python -m rasd_jax.bench synthesis --ndim 3 --size 128 --batch 4 [--repeats 5]
   [--set warp_stride=1 --set gibbs_prob=1.0 ...]   (any synthesis field)
+python -m rasd_jax.bench pretrain --ndim 3 --size 64 --model tiny --batch 2 [--repeats 5]
+  [--num-labels 8] [--compute-dtype bfloat16] [--set ...]
 """
 
 import argparse
@@ -15,30 +17,47 @@ import jax
 import numpy as np
 
 
-def _synthesis(args):
+def _spec(args, **fields):
   from rasd_jax import synthesis
-  from rasd_jax.training import mesh as mesh_lib
-
   config = synthesis.get_config(args.ndim, args.size)
+  config.update(fields)
   for item in args.set:
     name, _, text = item.partition("=")
     if name not in config:
       raise SystemExit(f"--set {item!r}: unknown synthesis field {name!r}; "
                        f"known: {sorted(synthesis.FIELDS)}")
     config[name] = type(config[name])(ast.literal_eval(text))
-  spec = synthesis.make_spec(config)
+  return synthesis.make_spec(config)
+
+
+def _median_s(fn, repeats):
+  """(seconds of the first call, compile included; median seconds of `repeats` calls).
+  `fn(i)` must block until its result is ready."""
+  start = time.perf_counter()
+  fn(0)
+  first = time.perf_counter() - start
+  times = []
+  for i in range(1, repeats + 1):
+    start = time.perf_counter()
+    fn(i)
+    times.append(time.perf_counter() - start)
+  return first, float(np.median(times))
+
+
+def _peak_rss_mb():
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _synthesis(args):
+  from rasd_jax import synthesis
+  from rasd_jax.training import mesh as mesh_lib
+
+  spec = _spec(args)
   mesh = mesh_lib.make_mesh()
   generate = synthesis.make_generator(spec, mesh, args.batch)
-
-  start = time.perf_counter()
-  jax.block_until_ready(generate(0, 0))
-  compile_s = time.perf_counter() - start
-  times = []
-  for step in range(1, args.repeats + 1):
-    start = time.perf_counter()
-    jax.block_until_ready(generate(0, step))
-    times.append(time.perf_counter() - start)
-  per_sample = float(np.median(times)) / args.batch
+  compile_s, seconds = _median_s(lambda step: jax.block_until_ready(generate(0, step)),
+                                 args.repeats)
+  per_sample = seconds / args.batch
   return {
       "bench": "synthesis", "ndim": args.ndim, "size": args.size, "batch": args.batch,
       "num_labels": spec.num_labels, "warp_stride": spec.warp_stride,
@@ -46,7 +65,61 @@ def _synthesis(args):
       "backend": jax.default_backend(), "compile_s": round(compile_s, 3),
       "ms_per_sample": round(per_sample * 1000, 3),
       "samples_per_s": round(1 / per_sample, 3), "repeats": args.repeats,
-      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "peak_rss_mb": _peak_rss_mb(),
+  }
+
+
+def _pretrain(args):
+  """One pre-training step (synthesis inside), against the generator alone."""
+  from flax import nnx
+
+  from rasd_jax import models
+  from rasd_jax import synthesis
+  from rasd_jax.training import mesh as mesh_lib
+  from rasd_jax.training import optimizer
+  from rasd_jax.training import pretrain
+  from rasd_jax.training import state as state_lib
+  import ml_collections
+
+  spec = _spec(args, num_labels=args.num_labels)
+  name = models.resolve(args.model)
+  mesh = mesh_lib.make_mesh()
+  tx, schedule = optimizer.make(optimizer.get_config(), total_steps=1)
+
+  def make_model():
+    return models.create(name, spec.ndim, spec.channels, 32, rngs=nnx.Rngs(0))
+
+  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  loss = ml_collections.ConfigDict(dict(exclude_absent=False, cosine=False, two_view=False))
+  step = pretrain.make_step(graphdef, abstract, spec, mesh, seed=0, batch_size=args.batch,
+                            tx=tx, schedule=schedule, loss=loss,
+                            compute_dtype=args.compute_dtype)
+  start = time.perf_counter()
+  compiled = step.lower(abstract).compile()
+  compile_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  state = [state_lib.create(make_model, tx, abstract)]
+
+  def train(_):
+    state[0], metrics = compiled(state[0])
+    jax.block_until_ready(metrics)
+
+  _, step_s = _median_s(train, args.repeats)
+  generate = synthesis.make_generator(spec, mesh, args.batch)
+  _, synthesis_s = _median_s(lambda s: jax.block_until_ready(generate(0, s)), args.repeats)
+  return {
+      "bench": "pretrain", "ndim": args.ndim, "size": args.size, "batch": args.batch,
+      "model": name, "params": models.count_params(name, spec.ndim, spec.channels, 32),
+      "num_labels": spec.num_labels, "compute_dtype": args.compute_dtype,
+      "devices": mesh.shape["data"], "backend": jax.default_backend(),
+      "compile_s": round(compile_s, 3), "step_s": round(step_s, 4),
+      "samples_per_s": round(args.batch / step_s, 3),
+      "synthesis_s": round(synthesis_s, 4),
+      "synthesis_fraction": round(synthesis_s / step_s, 4),
+      "compiled_temp_mb": round(memory.temp_size_in_bytes / 2**20, 1) if memory else None,
+      "compiled_argument_mb": (round(memory.argument_size_in_bytes / 2**20, 1)
+                               if memory else None),
+      "repeats": args.repeats, "peak_rss_mb": _peak_rss_mb(),
   }
 
 
@@ -60,10 +133,21 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=5, help="timed batches (median)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a synthesis field")
+  p = sub.add_parser("pretrain", help="pre-training step time and the synthesis share")
+  p.add_argument("--ndim", type=int, default=3, choices=(2, 3))
+  p.add_argument("--size", type=int, default=64)
+  p.add_argument("--model", default="tiny",
+                 help="a rasd_jax.models name; tiny ... huge mean swinunetr_<size>")
+  p.add_argument("--batch", type=int, default=2)
+  p.add_argument("--num-labels", type=int, default=8)
+  p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"))
+  p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a synthesis field")
   args = parser.parse_args(argv)
   if args.repeats < 5:
     parser.error("--repeats must be at least 5")
-  print(json.dumps({"synthesis": _synthesis}[args.bench](args)))
+  print(json.dumps({"synthesis": _synthesis, "pretrain": _pretrain}[args.bench](args)))
 
 
 if __name__ == "__main__":

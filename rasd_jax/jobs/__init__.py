@@ -2,7 +2,7 @@
 
 import importlib
 
-JOBS = ("synthesize",)
+JOBS = ("pretrain", "synthesize")
 
 
 def get(name):

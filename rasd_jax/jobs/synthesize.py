@@ -17,6 +17,7 @@ from rasd_jax.data import nifti
 from rasd_jax.jobs import workdir as workdir_lib
 from rasd_jax.synthesis import montage
 from rasd_jax.training import mesh as mesh_lib
+from rasd_jax.training import metrics as metrics_lib
 
 
 def _to_nifti_layout(image, ndim):
@@ -43,7 +44,7 @@ def run(config, workdir):
   devices = mesh.shape["data"]
   batch = -(-config.batch_size // devices) * devices  # A multiple of the device count.
   generate = synthesis.make_generator(spec, mesh, batch)
-  metrics = workdir_lib.MetricsWriter(workdir)
+  metrics = metrics_lib.MetricsWriter(workdir)
   write = jax.process_index() == 0
 
   first_batch = None

@@ -1,4 +1,4 @@
-"""What every job does with its --workdir: check it, record the config, append metrics."""
+"""What every job does first with its --workdir: check it and record the config."""
 
 import json
 import os
@@ -44,16 +44,3 @@ def prepare(workdir, config, may_change=()):
     with open(path + ".tmp", "w") as f:
       json.dump(resolved, f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)
-
-
-class MetricsWriter:
-  """Appends one JSON object per line to workdir/metrics.jsonl (process 0 only)."""
-
-  def __init__(self, workdir):
-    self._path = os.path.join(workdir, "metrics.jsonl")
-    self._active = jax.process_index() == 0
-
-  def write(self, step, **values):
-    if self._active:
-      with open(self._path, "a") as f:
-        f.write(json.dumps({"step": int(step), **values}) + "\n")

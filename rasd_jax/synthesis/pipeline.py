@@ -40,8 +40,9 @@ def sample_key(seed, step, index):
   return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step), index)
 
 
-def make_generator(spec, mesh, batch_size):
-  """A jitted `generate(seed, step, offset=0) -> batch`, sharded over mesh axis 'data'.
+def sharded_batch(spec, mesh, batch_size):
+  """`batch(seed, step, offset) -> batch`, a `shard_map` over mesh axis 'data' (not jitted,
+  so a train step can generate its batch inside its own jit, with no host round trip).
 
   The batch holds global samples offset .. offset + batch_size - 1 of `step`.
   """
@@ -59,9 +60,13 @@ def make_generator(spec, mesh, batch_size):
     # batch changes XLA's code (and the last bits of the floats) with the batch size.
     return jax.lax.map(functools.partial(sample, spec), keys)
 
-  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P()),
-                          out_specs=P("data"))
-  jitted = jax.jit(sharded)
+  return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P()),
+                       out_specs=P("data"))
+
+
+def make_generator(spec, mesh, batch_size):
+  """A jitted `generate(seed, step, offset=0) -> batch` of `sharded_batch`."""
+  jitted = jax.jit(sharded_batch(spec, mesh, batch_size))
 
   def generate(seed, step, offset=0):
     return jitted(jnp.int32(seed), jnp.int32(step), jnp.int32(offset))

@@ -1,0 +1,34 @@
+"""Pieces shared by the experiment configs."""
+
+import ml_collections
+
+from rasd_jax import synthesis
+from rasd_jax.training import optimizer
+
+
+def pretrain(*, ndim, size, num_labels, model, batch_size, total_steps, optim, seed=0,
+             checkpoint_every=1000, log_every=10):
+  """A pre-training config; `--config.KEY=VALUE` overrides any field."""
+  config = ml_collections.ConfigDict()
+  config.job = "pretrain"
+  config.seed = seed              # model init and data: sample i of step s is (seed, s, i)
+  config.model = model            # a rasd_jax.models name
+  config.out_channels = 32        # dense feature channels (METHOD.md section 4)
+  config.batch_size = batch_size  # global, over all devices
+  config.total_steps = total_steps
+  config.checkpoint_every = checkpoint_every
+  config.keep_checkpoints = 3
+  config.log_every = log_every
+  config.compute_dtype = "float32"  # or "bfloat16" (float32 master weights)
+  config.optim = optim
+  config.loss = ml_collections.ConfigDict(dict(exclude_absent=False, cosine=False,
+                                               two_view=False))
+  config.synthesis = synthesis.get_config(ndim, size)
+  config.synthesis.num_labels = num_labels
+  return config
+
+
+def runlocal_optim():
+  """A laptop run has a few hundred steps: a higher rate with warm-up and cosine decay
+  (CALIBRATION.md: lr 1e-3 beat 1e-4 in short runs)."""
+  return optimizer.get_config(lr=1e-3, schedule="cosine", warmup_steps=20)

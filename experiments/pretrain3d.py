@@ -1,0 +1,24 @@
+"""3D pre-training, the paper's settings: 128^3 samples, K=8, SwinUNETR v2 base, batch 4,
+AdamW lr 1e-5, weight decay 0.01 (about 1.2M sample-slots = 300k steps).
+
+python run.py --config=experiments/pretrain3d.py --workdir=W
+Arguments: runlocal (a tiny model at 32^3, a few hundred steps on a 2-core CPU),
+model=NAME (any rasd_jax.models name, e.g. swinunetr_large or unet_tiny).
+"""
+
+from experiments import common
+from rasd_jax.config import parse_arg
+from rasd_jax.training import optimizer
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, runlocal=False, model="")
+  if arg.runlocal:
+    config = common.pretrain(ndim=3, size=32, num_labels=8, model="swinunetr_tiny",
+                             batch_size=2, total_steps=300, checkpoint_every=50, log_every=1,
+                             optim=common.runlocal_optim())
+  else:
+    config = common.pretrain(ndim=3, size=128, num_labels=8, model="swinunetr_base",
+                             batch_size=4, total_steps=300_000, optim=optimizer.get_config())
+  config.model = arg.model or config.model
+  return config

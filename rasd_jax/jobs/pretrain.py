@@ -1,0 +1,88 @@
+"""Pre-train a dense network on synthetic data with the prototype loss (METHOD.md 3-5).
+
+Writes workdir/checkpoints/<step> (Orbax; the last `keep_checkpoints`), metrics.jsonl,
+tensorboard/. Started again on the same workdir it resumes from the last checkpoint; the
+batch of step s depends only on (seed, s), so the resumed run sees the same data.
+"""
+
+import os
+import time
+
+from flax import nnx
+import jax
+
+from rasd_jax import models
+from rasd_jax import synthesis
+from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax.training import checkpoint
+from rasd_jax.training import loop
+from rasd_jax.training import mesh as mesh_lib
+from rasd_jax.training import metrics as metrics_lib
+from rasd_jax.training import optimizer
+from rasd_jax.training import pretrain
+from rasd_jax.training import state as state_lib
+
+# What may change when a run is resumed (e.g. to train longer); anything else is refused.
+MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every")
+
+
+def _check(config):
+  for key in ("total_steps", "batch_size", "checkpoint_every", "log_every"):
+    if config[key] < 1:
+      raise ValueError(f"{key} = {config[key]}: must be >= 1")
+  models.resolve(config.model)
+
+
+def _print(*args):
+  if jax.process_index() == 0:
+    print(*args, flush=True)
+
+
+def run(config, workdir):
+  spec = synthesis.make_spec(config.synthesis)
+  _check(config)
+  workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
+  mesh = mesh_lib.make_mesh()
+  tx, schedule = optimizer.make(config.optim, config.total_steps)
+
+  def make_model():
+    return models.create(config.model, spec.ndim, spec.channels, config.out_channels,
+                         rngs=nnx.Rngs(config.seed))
+
+  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  _print(f"model {config.model} ({spec.ndim}D): "
+         f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
+         f" parameters; {mesh.shape['data']} devices, {jax.process_count()} processes")
+
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                         keep=config.keep_checkpoints)
+  try:
+    first_step = checkpointer.latest_step()
+    if first_step is None:
+      first_step, state = 0, state_lib.create(make_model, tx, abstract)
+    else:
+      state = checkpointer.restore(abstract)
+      _print(f"resuming from the checkpoint of step {first_step}")
+    if first_step >= config.total_steps:
+      _print(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
+      return
+    step = pretrain.make_step(graphdef, abstract, spec, mesh, seed=config.seed,
+                              batch_size=config.batch_size, tx=tx, schedule=schedule,
+                              loss=config.loss, compute_dtype=config.compute_dtype)
+    start = time.perf_counter()
+    compiled = step.lower(abstract).compile()
+    memory = compiled.memory_analysis()
+    temp = f", {memory.temp_size_in_bytes / 2**20:.0f} MiB temporaries" if memory else ""
+    _print(f"compiled the train step in {time.perf_counter() - start:.1f} s{temp}")
+
+    writer = metrics_lib.MetricsWriter(workdir, tensorboard=True,
+                                       resume_step=first_step)
+    try:
+      loop.run(compiled, state, first_step=first_step, total_steps=config.total_steps,
+               batch_size=config.batch_size, checkpointer=checkpointer, writer=writer,
+               log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+               desc="pretrain")
+    finally:
+      writer.close()
+  finally:
+    checkpointer.close()

@@ -1,0 +1,71 @@
+"""Checkpoints behind one small class: Orbax, asynchronous, the last N kept, auto-resume.
+
+A checkpoint is the whole train state (a pytree of arrays) of one step, in
+`<directory>/<step>`. Restoring checks every array's path and shape against the state the
+run expects first, so a checkpoint of another model or shape is an error that names the
+first differences, never a crash inside Orbax, and never overwritten.
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+
+def path_name(path):
+  """'params/encoder1/layer/conv1/kernel': a pytree path the same whether it comes from
+  live arrays or from the checkpoint's metadata (which stores every key as a string)."""
+  parts = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+  return "/".join(str(p) for p in parts if p != "value")
+
+
+def _shapes(tree):
+  return {path_name(path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+class Checkpointer:
+
+  def __init__(self, directory, keep=3):
+    if keep < 1:
+      raise ValueError(f"keep_checkpoints = {keep}: must keep at least one checkpoint")
+    self.directory = os.path.abspath(directory)
+    try:
+      self._manager = ocp.CheckpointManager(
+          self.directory, item_handlers=ocp.StandardCheckpointHandler(),
+          options=ocp.CheckpointManagerOptions(
+          preservation_policy=checkpoint_managers.LatestN(keep),
+          enable_async_checkpointing=True,
+          cleanup_tmp_directories=True))  # Partial saves of a killed run.
+    except OSError as e:
+      raise ValueError(f"cannot create the checkpoint folder {self.directory!r}: {e}") from None
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def restore(self, abstract_state):
+    """The latest checkpoint, laid out (shardings included) as `abstract_state`."""
+    step = self.latest_step()
+    saved = _shapes(self._manager.item_metadata(step))
+    expected = _shapes(abstract_state)
+    problems = [f"{k}: missing" for k in expected if k not in saved]
+    problems += [f"{k}: not in this model" for k in saved if k not in expected]
+    problems += [f"{k}: shape {saved[k]} in the checkpoint, {expected[k]} here"
+                 for k in expected if k in saved and saved[k] != expected[k]]
+    problems.sort(key=lambda p: not p.startswith("params/"))  # The model's own first.
+    if problems:
+      raise ValueError(
+          f"the checkpoint {os.path.join(self.directory, str(step))} holds another model or "
+          f"shape ({len(problems)} differences, e.g. {problems[:3]}); it is left as it is. "
+          "Use a new --workdir.")
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+  def save(self, step, state):
+    """Starts an asynchronous save; returns once the arrays are copied off the devices."""
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def close(self):
+    """Waits for pending saves."""
+    self._manager.wait_until_finished()
+    self._manager.close()

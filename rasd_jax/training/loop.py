@@ -1,0 +1,100 @@
+"""The outer training loop: the stateful shell around a pure, jitted step.
+
+Metrics are fetched one step late (the device runs step s+1 while the host logs step s).
+A checkpoint is written only after its step's metrics are checked finite, so the last
+checkpoint is always a good one. SIGTERM and Ctrl-C finish the current step, save, and
+return; a rerun resumes from there.
+"""
+
+import contextlib
+import math
+import signal
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import tqdm
+
+
+class NonFiniteError(FloatingPointError):
+  pass
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Yields a callable that says whether SIGTERM or SIGINT arrived."""
+  received = []
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda: False  # Signal handlers can only be set from the main thread.
+    return
+  previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+  for s in previous:
+    signal.signal(s, lambda signum, frame: received.append(signum))
+  try:
+    yield lambda: bool(received)
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
+@jax.jit
+def _finite(metrics):
+  return jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+
+
+def run(step_fn, state, *, first_step, total_steps, batch_size, checkpointer, writer,
+        log_every, checkpoint_every, desc="train"):
+  """Runs steps first_step .. total_steps - 1. Returns (state, last logged metrics,
+  whether a signal stopped it). Raises NonFiniteError on a NaN/Inf loss or gradient."""
+  show = jax.process_index() == 0
+  bar = tqdm.tqdm(total=total_steps, initial=first_step, desc=desc, unit="step",
+                  disable=not show, dynamic_ncols=True)
+  last = {"time": time.perf_counter(), "step": first_step, "metrics": None}
+
+  def log(step, metrics, finite, since):
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not bool(finite):
+      kept = checkpointer.latest_step()
+      raise NonFiniteError(
+          f"the loss or gradient became NaN or Inf in steps {since}-{step} (at step {step}: "
+          f"loss {values.get('loss')}, grad_norm {values.get('grad_norm')}); stopped. The "
+          f"last good checkpoint (step {kept}) is kept in {checkpointer.directory}. Lower "
+          "optim.lr, or set optim.clip_norm or optim.warmup_steps, and resume.")
+    now = time.perf_counter()
+    step_s = (now - last["time"]) / (step - last["step"])
+    values.update(step_s=round(step_s, 6), samples_per_s=round(batch_size / step_s, 3))
+    last.update(time=now, step=step, metrics=values)
+    writer.write(step, **values)
+    bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+
+  pending = None
+  stopped = False
+  # Every step's loss and gradient norm are checked on the device, logged or not; the
+  # host reads the verdict of the steps since the last log when it logs.
+  finite, since = None, first_step + 1
+  with _stop_on_signals() as stop_requested:
+    for step in range(first_step, total_steps):
+      state, metrics = step_fn(state)
+      done = step + 1
+      finite = _finite(metrics) if finite is None else finite & _finite(metrics)
+      if pending is not None:
+        log(*pending)
+        pending = None
+      stopped = stop_requested()
+      if done % checkpoint_every == 0 or done == total_steps or stopped:
+        log(done, metrics, finite, since)  # Synchronous: only a checked state is saved.
+        checkpointer.save(done, state)
+        finite, since = None, done + 1
+      elif done % log_every == 0:
+        pending = (done, metrics, finite, since)
+        finite, since = None, done + 1
+      bar.update(1)
+      if stopped:
+        break
+  bar.close()
+  if stopped and show:
+    print(f"stopped by a signal at step {done}; checkpoint saved in {checkpointer.directory}."
+          " Run the same command again to resume.")
+  return state, last["metrics"], stopped
+
