@@ -7,7 +7,6 @@ return; a rerun resumes from there.
 """
 
 import contextlib
-import math
 import signal
 import threading
 import time
