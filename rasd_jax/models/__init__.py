@@ -5,6 +5,7 @@ import math
 from flax import nnx
 import jax
 
+from rasd_jax.models.swin_unetr import SwinUNETR
 from rasd_jax.models.unet import UNet
 
 # name -> (constructor, its settings). `ndim`, `in_channels`, `out_channels` come from the
@@ -15,6 +16,13 @@ MODELS = {
                               num_res_units=4)),
     # CPU-sized for tests and laptops.
     "unet_tiny": (UNet, dict(channels=(8, 16, 32), strides=(2, 2), num_res_units=2)),
+    # SwinUNETR v2 (MONAI's use_v2=True); base is the paper's 3D model, huge about its
+    # largest. Parameters for 1 -> 32 channels, 3D / 2D, as MONAI 1.6 counts them:
+    "swinunetr_tiny": (SwinUNETR, dict(feature_size=12)),     # 4.74M / 1.81M
+    "swinunetr_small": (SwinUNETR, dict(feature_size=24)),    # 18.35M / 7.18M
+    "swinunetr_base": (SwinUNETR, dict(feature_size=48)),     # 72.76M / 28.66M
+    "swinunetr_large": (SwinUNETR, dict(feature_size=96)),    # 290.39M / 114.56M
+    "swinunetr_huge": (SwinUNETR, dict(feature_size=144)),    # 653.09M / 257.70M
 }
 
 
