@@ -1,5 +1,6 @@
-"""The explorer notebook runs end to end (at tiny sizes) in a fresh Jupyter kernel."""
+"""The notebooks run end to end (at tiny sizes) in a fresh Jupyter kernel."""
 
+import json
 import os
 import re
 
@@ -9,22 +10,23 @@ import pytest
 nbclient = pytest.importorskip("nbclient")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOK = os.path.join(REPO_ROOT, "notebooks", "synthesis_explorer.ipynb")
-TINY_PARAMETERS = "SIZE_2D = 32\nSIZE_3D = 32\nBATCH = 2"
+NOTEBOOKS = os.path.join(REPO_ROOT, "notebooks")
 
 
-def test_synthesis_explorer_runs(monkeypatch):
-  nb = nbformat.read(NOTEBOOK, as_version=4)
+def _execute(name, parameters, monkeypatch):
+  """Runs notebooks/<name> with its first code cell replaced by `parameters` (a dict of
+  the names that cell must define); returns the outputs of its code cells, in order."""
+  nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
   nbformat.validate(nb)
   code = [cell for cell in nb.cells if cell.cell_type == "code"]
   assert all(not cell.outputs and cell.execution_count is None for cell in code), (
       "the notebook is stored with outputs")
 
   params = code[0]
-  for name in ("SIZE_2D", "SIZE_3D", "BATCH"):
-    assert re.search(rf"^{name}\s*=", params.source, re.MULTILINE), (
-        f"the first code cell does not define {name}:\n{params.source}")
-  params.source = TINY_PARAMETERS
+  for key in parameters:
+    assert re.search(rf"^{key}\s*=", params.source, re.MULTILINE), (
+        f"the first code cell does not define {key}:\n{params.source}")
+  params.source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
 
   # The kernel inherits this environment: make `rasd_jax` importable there whatever its
   # working directory.
@@ -39,7 +41,40 @@ def test_synthesis_explorer_runs(monkeypatch):
   outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
   errors = [out for out in outputs if out.output_type == "error"]
   assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
-  images = [out for out in outputs
-            if out.output_type in ("display_data", "execute_result")
-            and "image/png" in out.get("data", {})]
-  assert images, "no cell displayed an image"
+  return outputs
+
+
+def _images(outputs):
+  return [out for out in outputs if out.output_type in ("display_data", "execute_result")
+          and "image/png" in out.get("data", {})]
+
+
+def _stdout(outputs):
+  return "".join(out.text for out in outputs
+                 if out.output_type == "stream" and out.name == "stdout")
+
+
+def test_synthesis_explorer_runs(monkeypatch):
+  outputs = _execute("synthesis_explorer.ipynb", dict(SIZE_2D=32, SIZE_3D=32, BATCH=2),
+                     monkeypatch)
+  assert _images(outputs), "no cell displayed an image"
+
+
+def test_pretraining_runs(monkeypatch, tmp_path):
+  workdir = str(tmp_path / "run")
+  steps = 4
+  outputs = _execute("pretraining.ipynb", dict(MODEL="unet_tiny", SIZE=32, STEPS=steps,
+                                               BATCH=2, WORKDIR=workdir), monkeypatch)
+
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    metrics = [json.loads(line) for line in f if line.strip()]
+  assert [m["step"] for m in metrics] == list(range(1, steps + 1))
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(steps)))
+
+  # Training curves, then the features of a synthetic sample and of the MRI slice.
+  assert len(_images(outputs)) == 3, "expected 3 figures"
+  text = _stdout(outputs)
+  # Trained and untrained network, on the synthetic sample and on the MRI slice.
+  assert text.count("feature image shape (32, 32, 3)") == 4, text
+  assert f"pre-trained ({steps} steps): proto_acc" in text, text
+  assert "resized to (32, 32)" in text, text
