@@ -71,8 +71,6 @@ def _synthesis(args):
 
 def _pretrain(args):
   """One pre-training step (synthesis inside), against the generator alone."""
-  from flax import nnx
-
   from rasd_jax import models
   from rasd_jax import synthesis
   from rasd_jax.training import mesh as mesh_lib
@@ -87,7 +85,7 @@ def _pretrain(args):
   tx, schedule = optimizer.make(optimizer.get_config(), total_steps=1)
 
   def make_model():
-    return models.create(name, spec.ndim, spec.channels, 32, rngs=nnx.Rngs(0))
+    return models.create(name, spec.ndim, spec.channels, 32, rngs=models.init_rngs(0))
 
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
   loss = ml_collections.ConfigDict(dict(exclude_absent=False, cosine=False, two_view=False))

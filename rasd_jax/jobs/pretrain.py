@@ -5,11 +5,13 @@ tensorboard/. Started again on the same workdir it resumes from the last checkpo
 batch of step s depends only on (seed, s), so the resumed run sees the same data.
 """
 
+import json
 import os
 import time
 
 from flax import nnx
 import jax
+import ml_collections
 
 from rasd_jax import models
 from rasd_jax import synthesis
@@ -27,6 +29,7 @@ MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every"
 
 
 def _check(config):
+  synthesis.make_spec(config.synthesis)
   for key in ("total_steps", "batch_size", "checkpoint_every", "log_every"):
     if config[key] < 1:
       raise ValueError(f"{key} = {config[key]}: must be >= 1")
@@ -38,18 +41,50 @@ def _print(*args):
     print(*args, flush=True)
 
 
-def run(config, workdir):
+def model_factory(config):
+  """`() -> network` with the initial weights of `config.seed`: what training starts from."""
+  ndim, channels = config.synthesis.ndim, config.synthesis.channels
+  return lambda: models.create(config.model, ndim, channels, config.out_channels,
+                               rngs=models.init_rngs(config.seed))
+
+
+def _setup(config, mesh):
+  """(spec, graphdef, abstract state, model factory, optax tx, schedule) of a config."""
   spec = synthesis.make_spec(config.synthesis)
+  tx, schedule = optimizer.make(config.optim, config.total_steps)
+  make_model = model_factory(config)
+  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  return spec, graphdef, abstract, make_model, tx, schedule
+
+
+def load_model(workdir):
+  """(model, config, step): the network of a pre-training workdir's latest checkpoint."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} is not a pre-training workdir: no config.json")
+  with open(path) as f:
+    saved = json.load(f)
+  config = ml_collections.ConfigDict(saved)
+  # JSON stored the synthesis ranges (tuples) as lists.
+  config.synthesis = ml_collections.ConfigDict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in saved["synthesis"].items()})
+  _, graphdef, abstract, _, _, _ = _setup(config, mesh_lib.make_mesh())
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise ValueError(f"{workdir!r} holds no checkpoint yet")
+    state = checkpointer.restore(abstract)
+  finally:
+    checkpointer.close()
+  return nnx.merge(graphdef, state["params"], state["rest"]), config, step
+
+
+def run(config, workdir):
   _check(config)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
   mesh = mesh_lib.make_mesh()
-  tx, schedule = optimizer.make(config.optim, config.total_steps)
-
-  def make_model():
-    return models.create(config.model, spec.ndim, spec.channels, config.out_channels,
-                         rngs=nnx.Rngs(config.seed))
-
-  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  spec, graphdef, abstract, make_model, tx, schedule = _setup(config, mesh)
   _print(f"model {config.model} ({spec.ndim}D): "
          f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
          f" parameters; {mesh.shape['data']} devices, {jax.process_count()} processes")

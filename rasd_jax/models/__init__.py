@@ -1,5 +1,6 @@
 """Networks, chosen by name: `models.create(name, ndim, rngs=...)`."""
 
+import difflib
 import math
 
 from flax import nnx
@@ -14,6 +15,9 @@ MODELS = {
     # The paper's 2D network (the released 2D weights): 51.18M parameters in 2D.
     "unet_paper": (UNet, dict(channels=(64, 128, 256, 512, 1024), strides=(2, 2, 2, 2),
                               num_res_units=4)),
+    # The calibration network (shared/CALIBRATION.md): laptop pre-training.
+    "unet_small": (UNet, dict(channels=(16, 32, 64, 128), strides=(2, 2, 2),
+                              num_res_units=2)),
     # CPU-sized for tests and laptops.
     "unet_tiny": (UNet, dict(channels=(8, 16, 32), strides=(2, 2), num_res_units=2)),
     # SwinUNETR v2 (MONAI's use_v2=True); base is the paper's 3D model, huge about its
@@ -26,10 +30,31 @@ MODELS = {
 }
 
 
+# Short names: a bare size means that SwinUNETR v2 ("tiny" = "swinunetr_tiny").
+SIZES = ("tiny", "small", "base", "large", "huge")
+
+
+def resolve(name):
+  """The registry name of `name` (a registry name or a SwinUNETR size); a clear error
+  for an unknown one."""
+  full = f"swinunetr_{name}" if name in SIZES else name
+  if full not in MODELS:
+    close = difflib.get_close_matches(name, list(MODELS) + list(SIZES), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)} or a size "
+                     f"{list(SIZES)}.{hint}")
+  return full
+
+
+def init_rngs(seed):
+  """nnx.Rngs for initialising a network. rbg keys: each initialiser is one XLA
+  RngBitGenerator op; threefry keys compile ~1 s per initialiser on a CPU (a SwinUNETR has
+  hundreds)."""
+  return nnx.Rngs(jax.random.key(seed, impl="rbg"))
+
+
 def create(name, ndim, in_channels=1, out_channels=32, *, rngs):
-  if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)}")
-  constructor, settings = MODELS[name]
+  constructor, settings = MODELS[resolve(name)]
   return constructor(ndim, in_channels, out_channels, rngs=rngs, **settings)
 
 
