@@ -15,7 +15,7 @@ def get_config(arg=None):
   arg = parse_arg(arg, runlocal=False, model="")
   if arg.runlocal:
     config = common.pretrain(ndim=3, size=32, num_labels=8, model="swinunetr_tiny",
-                             batch_size=2, total_steps=300, checkpoint_every=50, log_every=1,
+                             batch_size=1, total_steps=300, checkpoint_every=50, log_every=1,
                              optim=common.runlocal_optim())
   else:
     config = common.pretrain(ndim=3, size=128, num_labels=8, model="swinunetr_base",

@@ -8,11 +8,13 @@ from jax.sharding import Mesh
 
 
 def multi_process_launch():
-  """Whether this process is one of several (SLURM, a multi-host TPU slice, or explicit
-  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID)."""
+  """Whether this process is one of several: SLURM with several tasks, a multi-host TPU
+  slice, JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES, JAX_PROCESS_ID) set, or
+  RASD_DISTRIBUTED=1 (any other cluster JAX detects, e.g. Open MPI)."""
   return (int(os.environ.get("SLURM_NTASKS", "1")) > 1
           or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-          or "JAX_COORDINATOR_ADDRESS" in os.environ)
+          or "JAX_COORDINATOR_ADDRESS" in os.environ
+          or os.environ.get("RASD_DISTRIBUTED") == "1")
 
 
 def initialize_distributed():
