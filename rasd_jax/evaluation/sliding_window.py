@@ -8,8 +8,9 @@ last one is moved back to end at S. Each window's prediction is weighted by an i
 (`importance_map`), summed, divided by the summed weights, and the padding is cropped.
 
 The window list comes from the static shapes, so the function traces under `jax.jit`; `predict`
-runs inside one `lax.scan` over batches of `batch_size` windows (traced once). It must be a pure
-function of the window batch: for an NNX model in eval mode, `lambda x: model(x)` will do.
+runs inside one `lax.scan` over batches of `batch_size` windows, so it is compiled once whatever
+the number of windows. It must be a pure function of the window batch: for an NNX model in eval
+mode, `lambda x: model(x)` will do.
 """
 
 import itertools
@@ -45,14 +46,16 @@ def importance_map(roi, mode="gaussian", sigma_scale=0.125):
 def sliding_window_inference(image, roi, predict, overlap=0.5, mode="gaussian",
                              sigma_scale=0.125, batch_size=4, pad_value=0.0):
   """image (B, *spatial, C) -> (B, *spatial, K); `predict` maps (n, *roi, C) -> (n, *roi, K)
-  with n = batch_size. Windows of all images are batched together, as MONAI does."""
+  with n = batch_size; roi: one int per spatial axis, or one for all. Windows of all images are
+  batched together, as MONAI does."""
   if not 0 <= overlap < 1:
     raise ValueError(f"overlap must be in [0, 1), not {overlap}")
-  roi = tuple(roi)
   spatial = image.shape[1:-1]
+  roi = (roi,) * len(spatial) if isinstance(roi, int) else tuple(roi)
   if len(roi) != len(spatial):
     raise ValueError(f"roi {roi} does not match the spatial shape {spatial}")
-  pads = [(max(r - s, 0) // 2, max(r - s, 0) - max(r - s, 0) // 2) for r, s in zip(roi, spatial)]
+  short = [max(r - s, 0) for r, s in zip(roi, spatial)]
+  pads = [(d // 2, d - d // 2) for d in short]
   x = jnp.pad(image, [(0, 0), *pads, (0, 0)], constant_values=pad_value)
   padded = x.shape[1:-1]
 

@@ -71,7 +71,7 @@ def test_windows_are_blended_with_the_importance_map(mode):
 
 def test_padding_value_reaches_the_windows():
   image = jnp.ones((1, 2, 1))  # padded to roi 4: one zero before, one after
-  out = sw.sliding_window_inference(image, (4,), window_mean, mode="constant", pad_value=-1.0)
+  out = sw.sliding_window_inference(image, 4, window_mean, mode="constant", pad_value=-1.0)
   np.testing.assert_allclose(out[0, :, 0], [0.0, 0.0])
 
 
