@@ -71,13 +71,14 @@ def _synthesis(args):
 
 def _pretrain(args):
   """One pre-training step (synthesis inside), against the generator alone."""
+  import ml_collections
+
   from rasd_jax import models
   from rasd_jax import synthesis
   from rasd_jax.training import mesh as mesh_lib
   from rasd_jax.training import optimizer
   from rasd_jax.training import pretrain
   from rasd_jax.training import state as state_lib
-  import ml_collections
 
   spec = _spec(args, num_labels=args.num_labels)
   name = models.resolve(args.model)
