@@ -1,0 +1,437 @@
+"""Readers for downstream data, in the layouts medical imaging users already have.
+
+Segmentation: a Decathlon-style dataset.json (MONAI `load_decathlon_datalist`), or two folders of
+2D images and masks matched by file stem. Classification: a CSV (image,label) or one folder per
+class. Files: NIfTI (nibabel), a DICOM series folder (pydicom), .npy, PNG/JPEG/TIFF/BMP (Pillow).
+
+Arrays are host NumPy arrays, channel-first as in transforms.py: image float32 (C, *spatial),
+label int32 (*spatial), affine (4, 4) for NIfTI and DICOM, in RAS+ world millimetres (NIfTI's
+convention; DICOM's LPS is converted), and the identity of size ndim + 1 for .npy and Pillow
+files. Bad input raises ValueError (FileNotFoundError for a missing file) naming the file.
+"""
+
+import collections
+import contextlib
+import csv
+import json
+import os
+import warnings
+
+import grain
+import jax
+import nibabel as nib
+import numpy as np
+import pydicom
+from PIL import Image
+
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+READABLE_SUFFIXES = PILLOW_SUFFIXES + (".nii", ".nii.gz", ".npy")
+_LISTED = 5  # how many offending paths an error message shows
+
+ClassificationData = collections.namedtuple("ClassificationData",
+                                            ["entries", "classes", "class_to_index"])
+ClassificationData.__doc__ = """entries: [{"image": path, "label": int or [0/1, ...]}];
+classes: the sorted class list; class_to_index: class -> label index."""
+
+
+def _few(paths):
+  shown = ", ".join(str(p) for p in paths[:_LISTED])
+  return shown + (f" and {len(paths) - _LISTED} more" if len(paths) > _LISTED else "")
+
+
+def _check_exist(paths, source):
+  missing = [p for p in paths if not os.path.exists(p)]
+  if missing:
+    raise FileNotFoundError(f"{len(missing)} file(s) listed in {source} do not exist: "
+                            f"{_few(missing)}")
+
+
+def _as_list(paths):
+  return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def _entry_paths(entry):
+  return _as_list(entry["image"]) + ([entry["label"]] if entry.get("label") is not None else [])
+
+
+# --- Segmentation lists -------------------------------------------------------------------------
+
+
+def load_decathlon(json_path, section="training", base_dir=None, check_files=True):
+  """Entries of `section` in a Decathlon-style dataset.json, as MONAI load_decathlon_datalist.
+
+  Each entry is {"image": path or [paths] (modalities, stacked as channels), "label": path, ...};
+  a plain string entry (the MSD "test" list) becomes {"image": path}. Relative paths are joined
+  to `base_dir`, by default the json's folder; "image" and "label" come back absolute, other keys
+  unchanged. With `check_files`, every listed file must exist.
+  """
+  json_path = os.path.abspath(os.fspath(json_path))
+  try:
+    with open(json_path) as f:
+      data = json.load(f)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"dataset json {json_path} does not exist") from None
+  except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    raise ValueError(f"cannot parse dataset json {json_path}: {e}") from e
+  sections = sorted(k for k, v in data.items() if isinstance(v, list)) if isinstance(
+      data, dict) else []
+  if not isinstance(data, dict) or not isinstance(data.get(section), list):
+    raise ValueError(f"dataset json {json_path} has no list {section!r}; its lists are {sections}")
+  base_dir = os.path.dirname(json_path) if base_dir is None else os.path.abspath(base_dir)
+  entries = []
+  for i, item in enumerate(data[section]):
+    entry = {"image": item} if isinstance(item, str) else item
+    if not isinstance(entry, dict) or "image" not in entry:
+      raise ValueError(f"{json_path}: {section}[{i}] should be a path or an object with an "
+                       f"'image' key, got {item!r}")
+    entry = dict(entry)
+    for key in ("image", "label"):
+      value = entry.get(key)
+      if value is None:
+        continue
+      if not all(isinstance(p, str) for p in _as_list(value)):
+        raise ValueError(f"{json_path}: {section}[{i}].{key} should be a path or a list of "
+                         f"paths, got {value!r}")
+      joined = [os.path.normpath(os.path.join(base_dir, p)) for p in _as_list(value)]
+      entry[key] = joined[0] if isinstance(value, str) else joined
+    entries.append(entry)
+  if check_files:
+    _check_exist([p for e in entries for p in _entry_paths(e)], json_path)
+  return entries
+
+
+def _files_by_stem(folder, suffixes):
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"folder {folder} does not exist")
+  files = {}
+  for name in sorted(os.listdir(folder)):
+    stem, suffix = os.path.splitext(name)
+    if suffix.lower() not in suffixes or name.startswith("."):
+      continue
+    if stem in files:
+      raise ValueError(f"{folder} holds two files with stem {stem!r}: {files[stem]} and {name}")
+    files[stem] = os.path.join(folder, name)
+  if not files:
+    raise ValueError(f"folder {folder} holds no image file ({', '.join(suffixes)})")
+  return files
+
+
+def pairs_from_folders(image_dir, mask_dir, mask_suffix=""):
+  """2D segmentation entries [{"image", "label"}] from an images folder and a masks folder,
+  matched by file stem: image `x.png` goes with mask `x{mask_suffix}.<any Pillow suffix>`.
+  An image without a mask, or a mask without an image, is an error listing them."""
+  image_dir, mask_dir = os.path.abspath(image_dir), os.path.abspath(mask_dir)
+  images = _files_by_stem(image_dir, PILLOW_SUFFIXES)
+  masks = _files_by_stem(mask_dir, PILLOW_SUFFIXES)
+  no_mask = [images[s] for s in images if s + mask_suffix not in masks]
+  wanted = {s + mask_suffix for s in images}
+  no_image = [masks[s] for s in masks if s not in wanted]
+  if no_mask or no_image:
+    raise ValueError(f"unmatched files: {len(no_mask)} image(s) without a mask in {mask_dir} "
+                     f"({_few(no_mask)}); {len(no_image)} mask(s) without an image in {image_dir} "
+                     f"({_few(no_image)}); masks match images by stem + {mask_suffix!r}")
+  return [{"image": images[s], "label": masks[s + mask_suffix]} for s in images]
+
+
+# --- Files --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _reading(path):
+  """Any exception of the library reading `path` becomes a ValueError naming it."""
+  try:
+    yield
+  except Exception as e:
+    raise ValueError(f"cannot read {path} (unreadable or corrupt): {type(e).__name__}: {e}") from e
+
+
+def _load_nifti(path):
+  with _reading(path):
+    image = nib.load(path)
+    data = np.asanyarray(image.dataobj)  # applies scl_slope / scl_inter
+    affine = image.affine
+  if data.ndim not in (2, 3, 4):
+    raise ValueError(f"{path} has {data.ndim} dimensions, expected 2, 3 or 4")
+  # A 4D NIfTI (MSD BraTS) stores the modalities on its last axis.
+  return (np.moveaxis(data, -1, 0) if data.ndim == 4 else data[None]), affine
+
+
+def _load_npy(path):
+  with _reading(path):
+    data = np.load(path, allow_pickle=False)
+  if data.ndim not in (2, 3, 4):
+    raise ValueError(f"{path} has {data.ndim} dimensions, expected 2 or 3 (one channel) or 4 "
+                     "(channel-first 3D)")
+  data = data if data.ndim == 4 else data[None]
+  return data, np.eye(data.ndim)
+
+
+def _load_pillow(path, as_label):
+  with _reading(path):
+    with Image.open(path) as image:
+      image.load()
+      if image.mode in ("L", "I", "I;16", "F") or (as_label and image.mode in ("P", "1")):
+        data = np.asarray(image)  # a palette mask's indices are its classes
+      elif image.mode == "1":
+        data = np.asarray(image.convert("L"))
+      else:  # P, LA, RGBA, CMYK, ...: RGB, any alpha dropped
+        data = np.asarray(image.convert("RGB"))
+  if as_label:
+    if data.ndim == 3:
+      if not (data == data[..., :1]).all():
+        raise ValueError(f"mask {path} is a colour image with differing channels; save the class "
+                         "indices as a grayscale or palette image")
+      data = data[..., 0]
+    # A binary mask saved as 0/255 means classes 0/1.
+    if data.max(initial=0) == 255 and np.isin(data, (0, 255)).all():
+      data = data // 255
+  data = np.moveaxis(data, -1, 0) if data.ndim == 3 else data[None]
+  return data, np.eye(3)
+
+
+def _load_dicom_series(folder):
+  """A DICOM series folder as (1, columns, rows, slices), the voxel axes of its NIfTI conversion
+  (dcm2niix, nibabel): slices sorted along the slice normal, values rescaled by slope/intercept,
+  the affine from position, orientation and spacing, converted from LPS to RAS."""
+  names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+  if not names:
+    raise ValueError(f"DICOM series folder {folder} is empty")
+  slices = []
+  for name in names:
+    path = os.path.join(folder, name)
+    with _reading(path):
+      ds = pydicom.dcmread(path)
+      pixels = ds.pixel_array
+    missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+               if k not in ds]
+    if missing or pixels.ndim != 2:
+      raise ValueError(f"DICOM file {path}: expected a single-frame grayscale slice with "
+                       f"position, orientation and spacing (missing {missing}, pixels "
+                       f"{pixels.shape})")
+    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    slices.append((path, ds, pixels.astype(np.float32) * slope + intercept))
+  first_path, first, first_pixels = slices[0]
+  orientation = np.asarray(first.ImageOrientationPatient, float)
+  for path, ds, pixels in slices[1:]:
+    if (pixels.shape != first_pixels.shape or
+        not np.allclose(np.asarray(ds.ImageOrientationPatient, float), orientation, atol=1e-4)):
+      raise ValueError(f"DICOM file {path} differs from {first_path} in size or orientation: "
+                       "not one series")
+  row_cosine, column_cosine = orientation[:3], orientation[3:]
+  normal = np.cross(row_cosine, column_cosine)
+  positions = np.array([np.asarray(ds.ImagePositionPatient, float) for _, ds, _ in slices])
+  order = np.argsort(positions @ normal, kind="stable")
+  positions = positions[order]
+  if len(slices) > 1:
+    steps = np.diff(positions @ normal)
+    if steps.min() < 1e-3 or np.ptp(steps) > 0.01 * steps.mean() + 1e-3:
+      raise ValueError(f"DICOM series {folder} has duplicate or unevenly spaced slices "
+                       f"(gaps {np.round(steps, 3).tolist()} mm along the normal)")
+    slice_vector = (positions[-1] - positions[0]) / (len(slices) - 1)
+  else:
+    slice_vector = normal * float(first.get("SliceThickness", 1.0))
+  row_spacing, column_spacing = (float(s) for s in first.PixelSpacing)
+  lps = np.eye(4)
+  lps[:3, 0] = row_cosine * column_spacing  # voxel axis 0: along a row (the column index)
+  lps[:3, 1] = column_cosine * row_spacing  # voxel axis 1: down a column (the row index)
+  lps[:3, 2] = slice_vector
+  lps[:3, 3] = positions[0]
+  volume = np.stack([slices[i][2].T for i in order], axis=-1)
+  return volume[None], np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def _load(path, as_label):
+  """(channel-first array in the file's dtype, affine) of an image file or DICOM folder."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist")
+  lower = path.lower()
+  if os.path.isdir(path):
+    return _load_dicom_series(path)
+  if lower.endswith((".nii", ".nii.gz")):
+    return _load_nifti(path)
+  if lower.endswith(".npy"):
+    return _load_npy(path)
+  if lower.endswith(PILLOW_SUFFIXES):
+    return _load_pillow(path, as_label)
+  raise ValueError(f"{path}: unknown format; readable are a DICOM series folder and "
+                   f"{', '.join(READABLE_SUFFIXES)}")
+
+
+def _read_label(path, num_classes):
+  data, affine = _load(path, as_label=True)
+  if data.shape[0] != 1:
+    raise ValueError(f"label {path} has {data.shape[0]} channels, expected one")
+  data = data[0]
+  if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
+    if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
+      raise ValueError(f"label {path} holds non-integer or NaN/Inf values")
+  label = data.astype(np.int32)
+  if num_classes is not None:
+    bad = np.unique(label[(label < 0) | (label >= num_classes)])
+    if bad.size:
+      raise ValueError(f"label {path} has values {bad[:10].tolist()} outside "
+                       f"[0, {num_classes}) (num_classes {num_classes})")
+  return label, affine
+
+
+def _check_same_grid(reference, path, shape, affine, affine_atol):
+  ref_path, ref_shape, ref_affine = reference
+  if shape != ref_shape:
+    raise ValueError(f"{path} has spatial shape {shape} but {ref_path} has {ref_shape}")
+  if affine.shape != ref_affine.shape or not np.allclose(affine, ref_affine, rtol=0,
+                                                         atol=affine_atol):
+    raise ValueError(f"{path} and {ref_path} differ in affine beyond atol {affine_atol}:\n"
+                     f"{np.round(affine, 4)}\nvs\n{np.round(ref_affine, 4)}")
+
+
+def read_case(entry, num_classes=None, affine_atol=1e-3):
+  """(image, label, affine) of one entry {"image": path or [paths], "label": path} (or a path).
+
+  image: float32 (C, *spatial), the image files' channels stacked in order; label: int32
+  (*spatial), None when the entry has none; affine: of the first image file. Checks, each a
+  ValueError naming the file: unreadable or corrupt files, NaN/Inf image voxels, files differing
+  in spatial shape or in affine by more than `affine_atol`, non-integer labels, and labels
+  outside [0, num_classes) when `num_classes` is given. A 0/255 PNG/JPEG/TIFF mask reads as 0/1.
+  """
+  if isinstance(entry, (str, os.PathLike)):
+    entry = {"image": entry}
+  arrays, reference = [], None
+  for path in _as_list(entry["image"]):
+    data, affine = _load(path, as_label=False)
+    data = data.astype(np.float32, copy=False)
+    bad = np.size(data) - np.count_nonzero(np.isfinite(data))
+    if bad:
+      raise ValueError(f"image {path} has {bad} NaN/Inf voxels")
+    if reference is None:
+      reference = (path, data.shape[1:], affine)
+    else:
+      _check_same_grid(reference, path, data.shape[1:], affine, affine_atol)
+    arrays.append(data)
+  image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+  label = None
+  if entry.get("label") is not None:
+    label, affine = _read_label(entry["label"], num_classes)
+    _check_same_grid(reference, entry["label"], label.shape, affine, affine_atol)
+  return image, label, reference[2]
+
+
+def read_cases(entries, num_classes=None, skip_bad=False, affine_atol=1e-3):
+  """[{"image", "label", "affine", "entry"}] of every entry, read and checked by read_case.
+
+  With `skip_bad`, a case that fails (ValueError, OSError) is left out with a warning naming
+  its file and the reason; otherwise the first failure raises. An empty result is an error.
+  """
+  cases = []
+  for entry in entries:
+    try:
+      image, label, affine = read_case(entry, num_classes, affine_atol)
+    except (ValueError, OSError) as e:
+      if not skip_bad:
+        raise
+      warnings.warn(f"skipping case {entry if isinstance(entry, str) else entry['image']}: {e}",
+                    stacklevel=2)
+      continue
+    cases.append({"image": image, "label": label, "affine": affine, "entry": entry})
+  if not cases:
+    raise ValueError(f"none of the {len(entries)} cases could be read")
+  return cases
+
+
+# --- Classification lists -----------------------------------------------------------------------
+
+
+def load_classification_csv(csv_path, image_column="image", label_column="label", base_dir=None,
+                            check_files=True):
+  """ClassificationData from a CSV with a header row.
+
+  Image paths are relative to `base_dir`, by default the CSV's folder. Labels: all integers ->
+  kept as given, classes = 0..max; otherwise names -> classes sorted, label = index. A list of
+  `label_column`s makes a multi-label set: each column 0/1, label = [0/1 per column], classes =
+  the columns.
+  """
+  csv_path = os.path.abspath(os.fspath(csv_path))
+  label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
+  if not os.path.exists(csv_path):
+    raise FileNotFoundError(f"CSV {csv_path} does not exist")
+  with _reading(csv_path):
+    with open(csv_path, newline="") as f:
+      reader = csv.DictReader(f)
+      rows = list(reader)
+      columns = reader.fieldnames or []
+  missing = [c for c in [image_column] + label_columns if c not in columns]
+  if missing:
+    raise ValueError(f"CSV {csv_path} lacks column(s) {missing}; its columns are {columns}")
+  if not rows:
+    raise ValueError(f"CSV {csv_path} has no rows")
+  cells = {c: [(row[c] or "").strip() for row in rows] for c in [image_column] + label_columns}
+  for column, values in cells.items():
+    if "" in values:
+      raise ValueError(f"CSV {csv_path} line {values.index('') + 2}: empty {column!r}")
+
+  def ints(column):
+    try:
+      return [int(v) for v in cells[column]]
+    except ValueError:
+      return None
+
+  if len(label_columns) == 1:
+    values = ints(label_columns[0])
+    if values is not None and min(values) >= 0:
+      classes = list(range(max(values) + 1))
+      class_to_index = {c: c for c in classes}
+      labels = values
+    else:
+      classes = sorted(set(cells[label_columns[0]]))
+      class_to_index = {c: i for i, c in enumerate(classes)}
+      labels = [class_to_index[v] for v in cells[label_columns[0]]]
+  else:
+    columns_values = []
+    for column in label_columns:
+      values = ints(column)
+      if values is None or not set(values) <= {0, 1}:
+        raise ValueError(f"CSV {csv_path}: multi-label column {column!r} must hold 0 or 1")
+      columns_values.append(values)
+    classes = label_columns
+    class_to_index = {c: i for i, c in enumerate(classes)}
+    labels = [list(v) for v in zip(*columns_values)]
+  base_dir = os.path.dirname(csv_path) if base_dir is None else os.path.abspath(base_dir)
+  entries = [{"image": os.path.normpath(os.path.join(base_dir, p)), "label": label}
+             for p, label in zip(cells[image_column], labels)]
+  if check_files:
+    _check_exist([e["image"] for e in entries], csv_path)
+  return ClassificationData(entries, classes, class_to_index)
+
+
+def load_class_folders(root):
+  """ClassificationData from one folder per class (the class is the folder name, classes sorted),
+  each holding readable files (READABLE_SUFFIXES); an empty class folder is an error."""
+  root = os.path.abspath(os.fspath(root))
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"folder {root} does not exist")
+  classes = sorted(d for d in os.listdir(root)
+                   if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+  if not classes:
+    raise ValueError(f"{root} holds no class folders")
+  entries = []
+  for index, name in enumerate(classes):
+    folder = os.path.join(root, name)
+    files = sorted(f for f in os.listdir(folder)
+                   if f.lower().endswith(READABLE_SUFFIXES) and not f.startswith("."))
+    if not files:
+      raise ValueError(f"class folder {folder} holds no readable file "
+                       f"({', '.join(READABLE_SUFFIXES)})")
+    entries += [{"image": os.path.join(folder, f), "label": index} for f in files]
+  return ClassificationData(entries, classes, {c: i for i, c in enumerate(classes)})
+
+
+# --- grain --------------------------------------------------------------------------------------
+
+
+def map_dataset(entries, read_fn=read_case, shard=True):
+  """A grain MapDataset of read_fn(entry), read lazily. With `shard`, process p of n keeps
+  entries p, p + n, ... (jax.process_index / process_count), so each host reads only its part."""
+  dataset = grain.MapDataset.source(list(entries))
+  if shard:
+    dataset = dataset[jax.process_index()::jax.process_count()]
+  return dataset.map(read_fn)
