@@ -1,0 +1,132 @@
+"""Two small real segmentation tasks that work offline, from data the pip wheels in
+requirements.txt carry: brain tissue in 3D (nilearn's MNI152 template) and nuclei in 2D (stardist's
+example fluorescence image). They let the demo show pre-training on real images with no download.
+
+Arrays are channel-first like transforms.py: image (1, *spatial) float32 in [0, 1], label
+(1, *spatial) uint8 class indices. `split` cuts a task into spatially disjoint train / val / test
+regions, so a score on the test region is never measured on pixels seen in training.
+"""
+
+import dataclasses
+import importlib.util
+import os
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+# nilearn's own brain-mask threshold (load_mni152_brain_mask) on the T1 template scaled to [0, 1].
+BRAIN_THRESHOLD = 0.2
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoTask:
+  """One image with its labels, or a region of it (see `split`)."""
+  image: np.ndarray  # (1, *spatial) float32 in [0, 1]
+  label: np.ndarray  # (1, *spatial) uint8, indices into class_names
+  affine: np.ndarray  # (ndim + 1, ndim + 1) voxel index -> world position
+  class_names: tuple
+  split_axis: int  # spatial axis along which `split` cuts
+  gap: int  # voxels left out between neighbouring regions
+  bounds: tuple  # (start, stop) along split_axis in the full image
+  instances: np.ndarray | None = None  # (1, *spatial) int32 object ids, 0 = none; nuclei only
+
+
+def _package_dir(package):
+  """Folder of an installed package, found without importing it: importing stardist would load
+  csbdeep and numba, and TensorFlow where it is installed."""
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError(f"the demo data ships with the {package} wheel, which is not "
+                            "installed: pip install -r requirements.txt")
+  return list(spec.submodule_search_locations)[0]
+
+
+def _data_file(package, relative_path):
+  path = os.path.join(_package_dir(package), relative_path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} is missing; it ships with the {package} wheel: "
+                            "pip install --force-reinstall -r requirements.txt")
+  return path
+
+
+def _scale_to_unit(array):
+  array = array.astype(np.float32)
+  return (array - array.min()) / (array.max() - array.min())
+
+
+def _mni152(name):
+  image = nib.load(_data_file(
+      "nilearn", f"datasets/data/mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"))
+  return _scale_to_unit(np.asarray(image.dataobj)), image.affine
+
+
+def brain_tissue():
+  """3D brain tissue segmentation on the MNI152 2009a symmetric T1 template, 1 mm, RAS+.
+
+  Shape (1, 197, 233, 189). Labels: 0 background (T1 <= BRAIN_THRESHOLD, nilearn's brain mask
+  of the skull-stripped template), else the most probable of grey matter (1), white matter (2)
+  and the rest, 1 - p_gm - p_wm (3): nilearn ships no CSF map, and this rest is mostly CSF
+  (ventricles, sulci), darker on T1. Cut into axial slabs (train lowest, with the cerebellum;
+  test at the top), not hemispheres: the template is left-right symmetric, so one hemisphere
+  mirrors the other and a flip would leak test data.
+  """
+  t1, affine = _mni152("t1")
+  grey, _ = _mni152("gm")
+  white, _ = _mni152("wm")
+  tissue = np.argmax(np.stack([grey, white, 1.0 - grey - white]), axis=0) + 1
+  label = np.where(t1 > BRAIN_THRESHOLD, tissue, 0).astype(np.uint8)
+  return DemoTask(image=t1[None], label=label[None], affine=affine,
+                  class_names=("background", "grey_matter", "white_matter", "rest"),
+                  split_axis=2, gap=4, bounds=(0, t1.shape[2]))
+
+
+def nuclei():
+  """2D nuclei segmentation on stardist's example fluorescence image and its instance masks,
+  from the 2018 Kaggle Data Science Bowl (stardist.data.test_image_nuclei_2d).
+
+  Shape (1, 512, 512); affine is the identity (pixel units: the file states no pixel size). Labels:
+  0 background, 1 nucleus; `instances` keeps the object ids. Cut into vertical bands (axis 1).
+  """
+  image = np.asarray(Image.open(_data_file("stardist", "data/images/img2d.tif")))
+  instances = np.asarray(Image.open(_data_file("stardist", "data/images/mask2d.tif")))
+  instances = instances.astype(np.int32)[None]
+  return DemoTask(image=_scale_to_unit(image)[None], label=(instances > 0).astype(np.uint8),
+                  affine=np.eye(3), class_names=("background", "nucleus"), split_axis=1,
+                  gap=16, bounds=(0, image.shape[1]), instances=instances)
+
+
+def _crop(task, start, stop):
+  """The part of `task` in [start, stop) along its split axis, with the affine shifted so every
+  voxel keeps its world position."""
+  box = [slice(None)] * task.image.ndim
+  box[1 + task.split_axis] = slice(start, stop)
+  box = tuple(box)
+  shift = np.eye(len(task.affine))
+  shift[task.split_axis, -1] = start
+  return dataclasses.replace(
+      task, image=task.image[box], label=task.label[box], affine=task.affine @ shift,
+      bounds=(task.bounds[0] + start, task.bounds[0] + stop),
+      instances=None if task.instances is None else task.instances[box])
+
+
+def split(task, fractions=(0.6, 0.2, 0.2)):
+  """{"train", "val", "test"}: disjoint regions of `task`, in that order along task.split_axis.
+
+  The extent of image > 0 along the axis (the brain, for the template; all of the nuclei image)
+  is cut in the given fractions, with task.gap voxels dropped between neighbours so no voxel is
+  shared and neighbours do not touch. Each region's `bounds` says where it lies in the image.
+  """
+  if len(fractions) != len(SPLIT_NAMES) or min(fractions) <= 0:
+    raise ValueError(f"split needs {len(SPLIT_NAMES)} positive fractions, got {fractions}")
+  other_axes = tuple(a for a in range(task.image.ndim) if a != 1 + task.split_axis)
+  occupied = np.flatnonzero(np.any(task.image > 0, axis=other_axes))
+  start, stop = occupied[0], occupied[-1] + 1
+  usable = stop - start - task.gap * (len(fractions) - 1)
+  edges = np.round(np.cumsum((0,) + tuple(fractions)) / sum(fractions) * usable).astype(int)
+  regions = {}
+  for i, name in enumerate(SPLIT_NAMES):
+    offset = start + i * task.gap
+    regions[name] = _crop(task, int(offset + edges[i]), int(offset + edges[i + 1]))
+  return regions
