@@ -73,9 +73,11 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
     raise FileNotFoundError(f"dataset json {json_path} does not exist") from None
   except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
     raise ValueError(f"cannot parse dataset json {json_path}: {e}") from e
-  sections = sorted(k for k, v in data.items() if isinstance(v, list)) if isinstance(
-      data, dict) else []
-  if not isinstance(data, dict) or not isinstance(data.get(section), list):
+  if not isinstance(data, dict):
+    raise ValueError(f"dataset json {json_path} holds a {type(data).__name__}, expected an "
+                     "object with lists such as 'training'")
+  if not isinstance(data.get(section), list):
+    sections = sorted(k for k, v in data.items() if isinstance(v, list))
     raise ValueError(f"dataset json {json_path} has no list {section!r}; its lists are {sections}")
   base_dir = os.path.dirname(json_path) if base_dir is None else os.path.abspath(base_dir)
   entries = []
@@ -322,7 +324,7 @@ def read_cases(entries, num_classes=None, skip_bad=False, affine_atol=1e-3):
   With `skip_bad`, a case that fails (ValueError, OSError) is left out with a warning naming
   its file and the reason; otherwise the first failure raises. An empty result is an error.
   """
-  cases = []
+  entries, cases = list(entries), []
   for entry in entries:
     try:
       image, label, affine = read_case(entry, num_classes, affine_atol)

@@ -85,7 +85,7 @@ def test_read_case_checks_name_the_file(tmp_path):
   image = _nifti(tmp_path / "img.nii.gz", _volume(0))
   cases = {
       "small.nii.gz": (np.zeros((4, 5, 2), np.uint8), AFFINE, "small.nii.gz has spatial shape"),
-      "moved.nii.gz": (np.zeros((4, 5, 3), np.uint8), AFFINE + np.eye(4)[[0]].T @ [[0, 0, 0, 1]],
+      "moved.nii.gz": (np.zeros((4, 5, 3), np.uint8), AFFINE + np.pad([[0.01]], ((0, 3), (3, 0))),
                        "moved.nii.gz and .*img.nii.gz differ in affine"),
       "big.nii.gz": (np.full((4, 5, 3), 3, np.uint8), AFFINE, r"big.nii.gz has values \[3\] "
                      r"outside \[0, 3\)"),
@@ -122,8 +122,9 @@ def test_read_cases_skip_bad_warns_and_keeps_the_good(tmp_path):
   np.testing.assert_array_equal(cases[0]["image"][0], _volume(0))
 
 
-def _write_dicom_series(folder, stored, spacing, thickness, origin, slope, intercept):
-  """`stored` (slices, rows, cols) int16, written with file names out of slice order."""
+def _write_dicom_series(folder, stored, spacing, origin, slope, intercept, slice_z):
+  """`stored` (slices, rows, cols) int16, slice k at z = origin z + slice_z[k], written with
+  file names out of slice order."""
   folder.mkdir()
   for k, name in zip(range(len(stored)), ["b.dcm", "c.dcm", "a.dcm"]):
     meta = FileMetaDataset()
@@ -138,7 +139,7 @@ def _write_dicom_series(folder, stored, spacing, thickness, origin, slope, inter
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.PixelSpacing = list(spacing)
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * thickness]
+    ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + slice_z[k]]
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     ds.PixelData = stored[k].astype("<i2").tobytes()
     ds.save_as(str(folder / name), enforce_file_format=True)
@@ -146,8 +147,8 @@ def _write_dicom_series(folder, stored, spacing, thickness, origin, slope, inter
 
 def test_dicom_series_sorted_rescaled_with_affine(tmp_path):
   stored = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5)  # slices, rows, columns
-  _write_dicom_series(tmp_path / "series", stored, spacing=(0.5, 0.7), thickness=2.5,
-                      origin=(10.0, 20.0, 30.0), slope=2.0, intercept=-100.0)
+  geometry = dict(spacing=(0.5, 0.7), origin=(10.0, 20.0, 30.0), slope=2.0, intercept=-100.0)
+  _write_dicom_series(tmp_path / "series", stored, slice_z=(0.0, 2.5, 5.0), **geometry)
   image, _, affine = readers.read_case(str(tmp_path / "series"))
   assert image.shape == (1, 5, 4, 3)  # columns, rows, slices
   np.testing.assert_allclose(image[0], stored.transpose(2, 1, 0) * 2.0 - 100.0)
@@ -156,6 +157,9 @@ def test_dicom_series_sorted_rescaled_with_affine(tmp_path):
                                       [0, 0, 0, 1]])
   label = _nifti(tmp_path / "seg.nii.gz", np.ones((5, 4, 3), np.uint8), affine)
   assert readers.read_case({"image": str(tmp_path / "series"), "label": label})[1].sum() == 60
+  _write_dicom_series(tmp_path / "gappy", stored, slice_z=(0.0, 2.5, 7.0), **geometry)
+  with pytest.raises(ValueError, match="gappy has duplicate or unevenly spaced slices"):
+    readers.read_case(str(tmp_path / "gappy"))
   (tmp_path / "series/junk.dcm").write_bytes(b"not dicom")
   with pytest.raises(ValueError, match="cannot read .*junk.dcm"):
     readers.read_case(str(tmp_path / "series"))
