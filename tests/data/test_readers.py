@@ -1,6 +1,7 @@
 import json
 import os
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -61,7 +62,7 @@ def test_decathlon_paths_are_absolute_and_modalities_stack_as_channels(decathlon
   np.testing.assert_allclose(affine, AFFINE)
   # Relative to base_dir instead of the json's folder.
   (tmp_path / "other").mkdir()
-  moved = _json(tmp_path / "other/ds.json", json.loads(open(decathlon).read()))
+  moved = _json(tmp_path / "other/ds.json", json.loads(Path(decathlon).read_text()))
   assert readers.load_decathlon(moved, base_dir=tmp_path) == entries
 
 
@@ -241,3 +242,19 @@ def test_map_dataset_reads_lazily_per_process(tmp_path):
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     assert [float(image.max()) for image, _, _ in dataset] == [0.0, 1.0, 2.0]
+
+
+def test_4d_nifti_modalities_last_and_palette_masks(tmp_path):
+  brats = np.stack([_volume(i) for i in range(4)], axis=-1)  # MSD BraTS: (x, y, z, modality)
+  image, _, _ = readers.read_case(_nifti(tmp_path / "brats.nii.gz", brats))
+  np.testing.assert_array_equal(image, np.moveaxis(brats, -1, 0))
+  rgba = np.random.default_rng(0).integers(0, 256, (3, 4, 4), dtype=np.uint8)
+  Image.fromarray(rgba).save(tmp_path / "rgba.png")
+  classes = np.array([[0, 1, 2, 2], [2, 1, 0, 0], [1, 1, 1, 0]], np.uint8)
+  palette = Image.fromarray(classes, mode="P")
+  palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0])
+  palette.save(tmp_path / "palette.png")
+  image, label, _ = readers.read_case({"image": str(tmp_path / "rgba.png"),
+                                       "label": str(tmp_path / "palette.png")}, num_classes=3)
+  np.testing.assert_array_equal(image, rgba[..., :3].transpose(2, 0, 1))  # alpha dropped
+  np.testing.assert_array_equal(label, classes)  # palette indices, not colours
