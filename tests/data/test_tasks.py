@@ -1,0 +1,117 @@
+"""The task registry: 56 well-formed tasks whose values match TASKS.md."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from rasd_jax.data import readers, tasks
+from rasd_jax.evaluation import metrics
+
+
+def _metric_keys():
+  """The result keys of each kind's metric function, on a tiny input."""
+  labels = np.array([[0, 1], [1, 0]])
+  scores = np.array([[0.8, 0.2], [0.3, 0.7]])
+  return {
+      "segmentation": set(metrics.segmentation_metrics(labels, labels, 2)),
+      "classification": set(metrics.classification_metrics(labels[0], scores)),
+      "multilabel": set(metrics.multilabel_metrics(labels, scores)),
+      "regression": set(metrics.regression_metrics([1.0, 2.0], [1.5, 2.0])),
+  }
+
+
+METRIC_KEYS = _metric_keys()
+ALL = list(tasks.TASKS.values())
+
+
+def test_counts():
+  assert len(tasks.TASKS) == 56
+  assert all(name == task.name for name, task in tasks.TASKS.items())
+  assert set(tasks.MODALITY_GROUPS.values()) == {t.modality_group for t in ALL}
+  assert len({t.modality_group for t in ALL}) == 6
+  kinds = collections.Counter((t.kind, t.ndim) for t in ALL)
+  assert kinds[("segmentation", 3)] == 17
+  # 5 fundus tasks with a reference folder + 13 inferred 2D segmentation tasks.
+  assert kinds[("segmentation", 2)] == 18
+  assert sum(not t.inferred for t in ALL) == 25  # 26 reference folders + 2 MRNet - 3 MRNet
+
+
+@pytest.mark.parametrize("task", ALL, ids=lambda t: t.name)
+def test_task_is_valid(task):
+  assert task.name == task.name.lower() and " " not in task.name and task.title
+  assert task.modality in tasks.MODALITY_GROUPS
+  assert task.ndim in (2, 3) and task.kind in tasks.KINDS
+  assert len(task.roi) == task.ndim
+  assert all(size is None or (isinstance(size, int) and size > 0) for size in task.roi)
+  assert task.in_channels >= 1
+  assert task.layout in tasks.LAYOUTS and task.layout_notes and task.split
+  assert callable(getattr(readers, tasks.LAYOUTS[task.layout]))
+  assert len(set(task.classes)) == len(task.classes)
+  if task.kind == "segmentation":
+    assert task.classes[0] == "background" and len(task.classes) >= 2
+    assert None not in task.roi
+    assert {"pos", "neg", "num_samples", "overlap"} <= set(task.optim)
+  elif task.kind == "regression":
+    assert task.classes == ()
+  else:
+    assert len(task.classes) >= 2
+  if task.layout == "class_folders":  # the reader numbers the classes in sorted order
+    assert list(task.classes) == sorted(task.classes)
+  # Metrics the module computes for this kind; the others only as extra_metrics.
+  assert task.metrics and set(task.metrics) <= METRIC_KEYS[task.kind]
+  assert not set(task.extra_metrics) & set.union(*METRIC_KEYS.values())
+  assert task.optim["lr"] > 0 and task.optim["epochs"] > 0 and task.optim["batch"] >= 1
+  assert "template" in task.preprocessing
+  if task.preprocessing.get("intensity") in ("window", "scale"):
+    assert task.preprocessing["a_min"] < task.preprocessing["a_max"]
+  if task.label_map:
+    assert 0 not in task.label_map
+    assert sorted(task.label_map.values()) == list(range(1, task.num_classes))
+  for members in (task.regions or {}).values():
+    assert set(members) <= set(range(1, task.num_classes))
+
+
+def test_reference_values():
+  btcv = tasks.get("btcv")
+  assert btcv.num_classes == 14 and btcv.roi == (96, 96, 96) and not btcv.inferred
+  assert (btcv.preprocessing["a_min"], btcv.preprocessing["a_max"]) == (-175, 250)
+  assert btcv.preprocessing["spacing"] == (1.5, 1.5, 1.5)
+  assert (btcv.optim["pos"], btcv.optim["num_samples"], btcv.optim["warmup_epochs"]) == (9, 4, 20)
+  brats = tasks.get("brats21")
+  assert brats.in_channels == 4 and brats.roi == (128, 128, 128)
+  assert brats.label_map == {1: 1, 2: 2, 4: 3} and set(brats.regions) == {"TC", "WT", "ET"}
+  total = tasks.get("totalsegmentator")
+  assert total.num_classes == 105 and total.roi == (64, 64, 64)
+  assert total.classes[1] == "spleen" and total.classes[-1] == "urinary_bladder"
+  for name in ("whs_mr", "whs_ct"):
+    assert tasks.get(name).label_map == {205: 1, 420: 2, 500: 3, 550: 4, 600: 5, 820: 6, 850: 7}
+  whs_ct = tasks.get("whs_ct")
+  assert whs_ct.roi == (64, 64, 64) and not whs_ct.optim["amp"]
+  assert tasks.get("acdc").preprocessing["template"] == "MR-T"
+  assert tasks.get("acdc").roi == (192, 192, 32)
+  assert tasks.get("parse22").optim["weight_decay"] == 5e-3
+  assert tasks.get("verse20").num_classes == 29
+  assert tasks.get("amos_mri").num_classes == 16
+  mrnet = [t for t in ALL if t.name.startswith("mrnet_")]
+  assert sorted(t.name for t in mrnet) == ["mrnet_abnormal", "mrnet_acl", "mrnet_meniscus"]
+  assert all(t.metrics == ("auc",) and t.num_classes == 2 for t in mrnet)
+  drac = tasks.get("drac")
+  assert drac.num_classes == 3 and drac.in_channels == 3 and drac.modality_group == "fundus"
+  bone_age = tasks.get("rsna_bone_age")
+  assert bone_age.kind == "regression" and bone_age.metrics == ("mae",)
+  assert bone_age.inferred and bone_age.modality_group == "X-ray"
+  drive = tasks.get("drive")
+  assert drive.roi == (128, 128) and drive.optim["lr"] == 2e-4
+  assert drive.preprocessing["green_channel"] and drive.metrics[0] == "dice"
+  assert tasks.get("cc_ccii").metrics == ("accuracy",)
+  assert tasks.get("luna16").metrics == ("auc",)
+  assert {"idrid_grading", "idrid_lesion_seg", "mmotu_seg", "mmotu_cls"} <= set(tasks.TASKS)
+  assert tasks.get("mmotu_cls").num_classes == 8
+
+
+def test_unknown_name_suggests_the_closest():
+  with pytest.raises(ValueError, match="did you mean btcv"):
+    tasks.get("btvc")
+  with pytest.raises(ValueError, match="known tasks: acdc"):
+    tasks.get("zzzzzz")
