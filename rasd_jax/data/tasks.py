@@ -18,9 +18,14 @@ Conventions:
 - label_map: label value on disk -> class index, where the files do not hold 0..C-1; it lists
   every value but 0 (background), and any other value on disk is an error.
 - regions: evaluation regions as unions of class indices (BraTS TC/WT/ET).
-- optim: lr, weight_decay, epochs, warmup_epochs (linear warmup from 0, then cosine to 0,
-  stepped per iteration), val_every, batch, amp; segmentation adds pos, neg and num_samples
-  (RandCropByPosNegLabel: patches per volume) and overlap (sliding-window inference).
+- preprocessing: template ("CT-T", "MR-T", "fundus", "2d-generic", "npy"), intensity
+  ("window": clip a_min..a_max and map to 0..1; "scale": map a_min..a_max to 0..1 without
+  clipping; "zscore_nonzero": per channel over nonzero voxels; "minmax": per image to 0..1),
+  spacing (mm; None keeps the native grid), green_channel, crop, resize, planes.
+- optim: optimizer, lr, weight_decay, epochs, warmup_epochs (linear warmup from 0, then cosine
+  to 0, stepped per iteration; LUNA16's schedule is constant), val_every, batch, amp;
+  segmentation adds pos, neg and num_samples (RandCropByPosNegLabel: patches per volume) and
+  overlap (sliding-window inference).
 """
 
 import dataclasses
@@ -41,7 +46,14 @@ MODALITY_GROUPS = {
     "CT": "CT", "MRI": "MRI", "X-ray": "X-ray", "mammography": "X-ray", "fundus": "fundus",
     "OCTA": "fundus", "pathology": "pathology", "ultrasound": "ultrasound",
 }
-SEGMENTATION_METRICS = ("dice", "hd95", "nsd")
+# Kind -> the metric names `rasd_jax.evaluation.metrics` returns for it.
+METRICS = {
+    "segmentation": ("dice", "hd95", "nsd"),
+    "classification": ("accuracy", "balanced_accuracy", "macro_f1", "auc"),
+    "multilabel": ("auc",),
+    "regression": ("mae", "rmse"),
+}
+SEGMENTATION_METRICS = METRICS["segmentation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +78,27 @@ class Task:
   regions: dict = None
   inferred: bool = False
   notes: str = ""
+
+  def __post_init__(self):
+    choices = {"modality": MODALITY_GROUPS, "kind": METRICS, "layout": LAYOUTS, "ndim": (2, 3)}
+    for field, allowed in choices.items():
+      if getattr(self, field) not in allowed:
+        self._fail(f"{field} {getattr(self, field)!r} is not one of {', '.join(map(str, allowed))}")
+    if len(self.roi) != self.ndim:
+      self._fail(f"roi {self.roi} does not have ndim = {self.ndim} sizes")
+    if self.in_channels < 1:
+      self._fail(f"in_channels must be >= 1, got {self.in_channels}")
+    if self.kind == "segmentation" and self.classes[:1] != ("background",):
+      self._fail(f"segmentation classes must start with 'background', got {self.classes[:3]}")
+    if (self.kind == "regression") != (not self.classes):
+      self._fail(f"only regression has no classes; kind {self.kind}, classes {self.classes}")
+    unknown = set(self.metrics) - set(METRICS[self.kind])
+    if not self.metrics or unknown:
+      self._fail(f"metrics {self.metrics}: {self.kind} metrics are {METRICS[self.kind]}; list "
+                 "others as extra_metrics")
+
+  def _fail(self, message):
+    raise ValueError(f"task {self.name!r}: {message}")
 
   @property
   def modality_group(self):
@@ -274,8 +307,9 @@ _FUNDUS = [
 
 _AMSGRAD = {"optimizer": "adamw_amsgrad", "lr": 3e-4, "weight_decay": 0.01, "warmup_epochs": 5,
             "batch": 1}
-_MRNET_FILES = ("csv/{train,valid}-<label>.csv (case, target); volumes "
-                "<data_dir>/{train,valid}/{axial,coronal,sagittal}/<case>.npy, slices x 256 x 256")
+_MRNET_FILES = ("csv/{train,valid}-<label>.csv (c, name, target); volumes "
+                "<data_dir>/<c>/{axial,coronal,sagittal}/<name>.npy, slices x 256 x 256, "
+                "c = train or valid")
 
 
 def _mrnet(label, title, classes):

@@ -1,6 +1,7 @@
 """The task registry: 56 well-formed tasks whose values match TASKS.md."""
 
 import collections
+import dataclasses
 
 import numpy as np
 import pytest
@@ -23,6 +24,24 @@ def _metric_keys():
 
 METRIC_KEYS = _metric_keys()
 ALL = list(tasks.TASKS.values())
+
+
+def test_metric_names_exist():
+  assert set(tasks.METRICS) == set(tasks.KINDS) == set(METRIC_KEYS)
+  for kind, names in tasks.METRICS.items():
+    assert set(names) <= METRIC_KEYS[kind], kind
+
+
+def test_task_checks_its_fields():
+  fields = {field.name: getattr(tasks.get("drive"), field.name)
+            for field in dataclasses.fields(tasks.Task)}
+  tasks.Task(**fields)
+  for change, message in [({"roi": (128, 128, 128)}, "roi"), ({"kind": "detection"}, "kind"),
+                          ({"classes": ("vessel", "background")}, "background"),
+                          ({"metrics": ("dice", "aupr")}, "extra_metrics"),
+                          ({"layout": "zip"}, "layout"), ({"modality": "PET"}, "modality")]:
+    with pytest.raises(ValueError, match=message):
+      tasks.Task(**{**fields, **change})
 
 
 def test_counts():
