@@ -12,7 +12,7 @@ from rasd_jax.training.mesh import make_mesh
 
 def create(*args, **kwargs):
   """Built under one jit: eager initialisation would compile every initializer separately."""
-  return nnx.jit(lambda: models.create(*args, rngs=nnx.Rngs(0), **kwargs))()
+  return nnx.jit(lambda: models.create(*args, rngs=models.init_rngs(0), **kwargs))()
 
 
 def test_paper_unet_has_monais_parameter_count():

@@ -1,0 +1,55 @@
+"""Name-and-shape weight transfer between real networks."""
+
+from flax import nnx
+import jax
+import numpy as np
+
+from rasd_jax import models
+from rasd_jax.training import transfer
+
+
+def build(out_channels, in_channels=1, seed=0):
+  return nnx.jit(lambda: models.create("unet_tiny", 2, in_channels, out_channels,
+                                       rngs=models.init_rngs(seed)))()
+
+
+def leaves(model):
+  return transfer._named(nnx.state(model))
+
+
+def test_everything_but_a_head_of_another_width_transfers():
+  source, target = build(32, seed=1), build(3, seed=2)
+  report = transfer.copy_matching(target, source)
+  before, after = leaves(source), leaves(target)
+  mismatched = {name for name, _, _ in report["shape_mismatch"]}
+  assert mismatched and all("up_unit" in n or "up_conv" in n for n in mismatched)
+  assert not report["missing"] and not report["unused"]
+  assert len(report["loaded"]) + len(mismatched) == len(after)
+  for name in report["loaded"]:
+    np.testing.assert_array_equal(after[name], before[name])
+  # Batch-norm statistics travel with the weights.
+  assert any(name.endswith("/mean") for name in report["loaded"])
+  text = transfer.summary(report)
+  assert f"loaded {len(report['loaded'])} arrays" in text and "(32,) in the source" in text
+
+
+def test_another_input_width_keeps_the_first_layer():
+  source, target = build(32, in_channels=1, seed=1), build(32, in_channels=4, seed=2)
+  untouched = leaves(target)
+  report = transfer.copy_matching(target, source)
+  after = leaves(target)
+  for name, source_shape, target_shape in report["shape_mismatch"]:
+    assert source_shape[-2] == 1 and target_shape[-2] == 4  # conv kernels: (..., in, out)
+    np.testing.assert_array_equal(after[name], untouched[name])
+  assert report["shape_mismatch"]
+
+
+def test_another_architecture_reports_missing_and_unused():
+  source = nnx.jit(lambda: models.create("unet_small", 2, 1, 32, rngs=models.init_rngs(0)))()
+  target = build(32)
+  report = transfer.copy_matching(target, source)
+  assert report["missing"] and report["unused"] and report["shape_mismatch"]
+  # unet_tiny ends in a residual unit where unet_small has one more level.
+  assert "model/submodule/submodule/units/0/conv/kernel" in report["missing"]
+  assert len(jax.tree.leaves(nnx.state(target))) == (
+      len(report["loaded"]) + len(report["shape_mismatch"]) + len(report["missing"]))
