@@ -2,7 +2,7 @@
 
 import importlib
 
-JOBS = ("pretrain", "synthesize")
+JOBS = ("finetune", "pretrain", "synthesize")
 
 
 def get(name):
