@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from rasd_jax.evaluation import sliding_window
 from rasd_jax.objectives import segmentation
+from rasd_jax.training import state as state_lib
 
 
 def batch_sharding(mesh):
@@ -32,12 +33,7 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, num_classes):
       return out["loss"], (out, nnx.state(model, nnx.Not(nnx.Param)))
 
     (_, (out, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new_state = {"step": state["step"] + 1,
-                 "params": optax.apply_updates(state["params"], updates),
-                 "rest": jax.tree.map(lambda new, old: new.astype(old.dtype), rest,
-                                      state["rest"]),
-                 "opt_state": opt_state}
+    new_state = state_lib.apply_gradients(state, grads, rest, tx)
     metrics = dict(out, lr=schedule(state["step"]), grad_norm=optax.tree.norm(grads))
     return new_state, metrics
 

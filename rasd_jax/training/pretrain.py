@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from rasd_jax import synthesis
 from rasd_jax.objectives import prototype
+from rasd_jax.training import state as state_lib
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -54,12 +55,7 @@ def make_step(graphdef, abstract_state, spec, mesh, *, seed, batch_size, tx, sch
       return out["loss"], (out, rest)
 
     (_, (out, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new_state = {"step": state["step"] + 1,
-                 "params": optax.apply_updates(state["params"], updates),
-                 "rest": jax.tree.map(lambda new, old: new.astype(old.dtype), rest,
-                                      state["rest"]),
-                 "opt_state": opt_state}
+    new_state = state_lib.apply_gradients(state, grads, rest, tx)
     metrics = dict(out, lr=schedule(state["step"]), grad_norm=optax.tree.norm(grads))
     return new_state, metrics
 

@@ -8,6 +8,7 @@ outside the state: `nnx.merge(graphdef, params, rest)` rebuilds the model inside
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -33,3 +34,13 @@ def create(make_model, tx, abstract_state):
   """A fresh state, each array created directly with its sharding."""
   shardings = jax.tree.map(lambda s: s.sharding, abstract_state)
   return jax.jit(lambda: _init(make_model, tx), out_shardings=shardings)()
+
+
+def apply_gradients(state, grads, rest, tx):
+  """The next state: the optimiser's update of `params`, the model's updated `rest`."""
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  return {"step": state["step"] + 1,
+          "params": optax.apply_updates(state["params"], updates),
+          # bf16 compute may hand back bf16 statistics; the state keeps its dtypes.
+          "rest": jax.tree.map(lambda new, old: new.astype(old.dtype), rest, state["rest"]),
+          "opt_state": opt_state}
