@@ -3,6 +3,7 @@
 import ml_collections
 
 from rasd_jax import synthesis
+from rasd_jax.config import parse_arg
 from rasd_jax.training import optimizer
 
 
@@ -28,7 +29,16 @@ def pretrain(*, ndim, size, num_labels, model, batch_size, total_steps, optim, s
   return config
 
 
-def runlocal_optim():
-  """A laptop run has a few hundred steps: a higher rate with warm-up and cosine decay
+def pretrain_from_arg(arg, *, full, runlocal):
+  """Parses the config-string arguments `runlocal` and `model=NAME`: the `full` (paper)
+  settings with the reference optimiser, or the `runlocal` ones: a laptop run of a few
+  hundred steps, logged every step, with a higher rate, warm-up and cosine decay
   (CALIBRATION.md: lr 1e-3 beat 1e-4 in short runs)."""
-  return optimizer.get_config(lr=1e-3, schedule="cosine", warmup_steps=20)
+  arg = parse_arg(arg, runlocal=False, model="")
+  if arg.runlocal:
+    config = pretrain(**runlocal, log_every=1, optim=optimizer.get_config(
+        lr=1e-3, schedule="cosine", warmup_steps=20))
+  else:
+    config = pretrain(**full, optim=optimizer.get_config())
+  config.model = arg.model or config.model
+  return config

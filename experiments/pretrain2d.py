@@ -7,18 +7,12 @@ model=NAME (e.g. swinunetr_base for the 2D SwinUNETR v2).
 """
 
 from experiments import common
-from rasd_jax.config import parse_arg
-from rasd_jax.training import optimizer
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False, model="")
-  if arg.runlocal:
-    config = common.pretrain(ndim=2, size=64, num_labels=8, model="unet_small",
-                             batch_size=8, total_steps=500, checkpoint_every=100, log_every=1,
-                             optim=common.runlocal_optim())
-  else:
-    config = common.pretrain(ndim=2, size=512, num_labels=16, model="unet_paper",
-                             batch_size=16, total_steps=600_000, optim=optimizer.get_config())
-  config.model = arg.model or config.model
-  return config
+  return common.pretrain_from_arg(
+      arg,
+      full=dict(ndim=2, size=512, num_labels=16, model="unet_paper", batch_size=16,
+                total_steps=600_000),
+      runlocal=dict(ndim=2, size=64, num_labels=8, model="unet_small", batch_size=8,
+                    total_steps=500, checkpoint_every=100))

@@ -7,18 +7,12 @@ model=NAME (any rasd_jax.models name, e.g. swinunetr_large or unet_tiny).
 """
 
 from experiments import common
-from rasd_jax.config import parse_arg
-from rasd_jax.training import optimizer
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, runlocal=False, model="")
-  if arg.runlocal:
-    config = common.pretrain(ndim=3, size=32, num_labels=8, model="swinunetr_tiny",
-                             batch_size=1, total_steps=300, checkpoint_every=50, log_every=1,
-                             optim=common.runlocal_optim())
-  else:
-    config = common.pretrain(ndim=3, size=128, num_labels=8, model="swinunetr_base",
-                             batch_size=4, total_steps=300_000, optim=optimizer.get_config())
-  config.model = arg.model or config.model
-  return config
+  return common.pretrain_from_arg(
+      arg,
+      full=dict(ndim=3, size=128, num_labels=8, model="swinunetr_base", batch_size=4,
+                total_steps=300_000),
+      runlocal=dict(ndim=3, size=32, num_labels=8, model="swinunetr_tiny", batch_size=1,
+                    total_steps=300, checkpoint_every=50))

@@ -17,7 +17,8 @@ Training. The batch of step s is drawn on the host with np.random.default_rng((s
 per sample a random training case, one rand_crop_by_pos_neg_label crop of `roi` (pos 1,
 neg 1) and a random flip per spatial axis (prob 0.5); so a resumed run sees the same batches.
 The batch is put on the devices with NamedSharding(mesh, P('data')): one process only (a
-multi-host run would need each process to build its shard). training.loop.run gives checkpoints, resume, the NaN stop, signals and metrics.jsonl.
+multi-host run would need each process to build its shard). training.loop.run gives
+checkpoints, resume, the NaN stop, signals and metrics.jsonl.
 
 Evaluation. Every `eval_every` steps and at the last step, sliding-window inference
 (Gaussian, `overlap`) on the validation cases, argmax, Dice/HD95/NSD (evaluation.metrics);
@@ -42,6 +43,7 @@ from rasd_jax.data import transforms
 from rasd_jax.evaluation import metrics as eval_metrics
 from rasd_jax.jobs import pretrain as pretrain_job
 from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax.jobs.workdir import log
 from rasd_jax.training import checkpoint
 from rasd_jax.training import finetune
 from rasd_jax.training import loop
@@ -56,11 +58,6 @@ MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every"
 TASKS = ("custom",)
 DEFAULT_MODEL = "unet_small"  # for init=scratch without `model`
 HOLD_OUT_FRACTION = 0.2
-
-
-def _print(*args):
-  if jax.process_index() == 0:
-    print(*args, flush=True)
 
 
 def _check(config):
@@ -99,7 +96,7 @@ def _splits(config):
   val = readers.load_decathlon(path, "validation") if "validation" in lists else None
   test = readers.load_decathlon(path, "test") if "test" in lists else None
   if test is not None and not (test and all(e.get("label") for e in test)):
-    _print("the test list has no labels: holding out training cases as the test set")
+    log("the test list has no labels: holding out training cases as the test set")
     test = None
   order = np.random.default_rng(0).permutation(len(training))
   held = []
@@ -216,8 +213,8 @@ def run(config, workdir):
     case["label"] = transforms.spatial_pad(case["label"][None], roi)
   class_names = [label_names.get(str(c), str(c)) for c in range(1, num_classes)]
   sizes = {k: len(v) for k, v in splits.items()}
-  _print(f"task {config.task}: {ndim}D, {in_channels} channel(s), {num_classes} classes; "
-         f"cases: {sizes}")
+  log(f"task {config.task}: {ndim}D, {in_channels} channel(s), {num_classes} classes; "
+      f"cases: {sizes}")
 
   pretrained = None
   model_name = config.model
@@ -227,7 +224,7 @@ def run(config, workdir):
       raise ValueError(f"init {config.init!r} was pre-trained in {pre_config.synthesis.ndim}D,"
                        f" the data is {ndim}D")
     model_name = model_name or pre_config.model
-    _print(f"initialising from {config.init} (step {pre_step}, model {pre_config.model})")
+    log(f"initialising from {config.init} (step {pre_step}, model {pre_config.model})")
   model_name = models.resolve(model_name or DEFAULT_MODEL)
 
   mesh = mesh_lib.make_mesh()
@@ -238,21 +235,20 @@ def run(config, workdir):
                          rngs=models.init_rngs(config.seed))
 
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
-  _print(f"model {model_name} ({ndim}D): "
-         f"{models.count_params(model_name, ndim, in_channels, num_classes):,} parameters; "
-         f"{mesh.shape['data']} devices, {jax.process_count()} processes")
+  log(f"model {model_name} ({ndim}D): "
+      f"{models.count_params(model_name, ndim, in_channels, num_classes):,} parameters; "
+      f"{mesh.shape['data']} devices, {jax.process_count()} processes")
 
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints)
   try:
-    first_step = checkpointer.latest_step()
-    if first_step is None:
-      first_step, state = 0, state_lib.create(make_model, tx, abstract)
+    def create():
+      state = state_lib.create(make_model, tx, abstract)
       if pretrained is not None:
         model = make_model()
         report = transfer.copy_matching(model, pretrained)
         text = transfer.summary(report)
-        _print(text)
+        log(text)
         if jax.process_index() == 0:
           with open(os.path.join(workdir, "transfer.txt"), "w") as f:
             f.write(text + "\n")
@@ -260,11 +256,11 @@ def run(config, workdir):
         put = lambda a, x: jax.device_put(x, a.sharding)  # noqa: E731
         state["params"] = jax.tree.map(put, abstract["params"], params)
         state["rest"] = jax.tree.map(put, abstract["rest"], rest)
-    else:
-      state = checkpointer.restore(abstract)
-      _print(f"resuming from the checkpoint of step {first_step}")
+      return state
+
+    first_step, state = checkpointer.start(abstract, create)
     if first_step >= config.total_steps:
-      _print(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
+      log(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
       return
 
     step_fn = finetune.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule,
@@ -289,8 +285,8 @@ def run(config, workdir):
                     params=jax.device_get((state["params"], state["rest"])))
         _write_json(os.path.join(workdir, "best_val.json"),
                     {"step": step, "val": summary})
-      _print(f"step {step}: validation dice {summary['dice']:.4f} (best {best['dice']:.4f} "
-             f"at step {best['step']}; {time.perf_counter() - start:.1f} s)")
+      log(f"step {step}: validation dice {summary['dice']:.4f} (best {best['dice']:.4f} "
+          f"at step {best['step']}; {time.perf_counter() - start:.1f} s)")
 
     def train_step(state):
       step = counter[0]
@@ -325,7 +321,7 @@ def run(config, workdir):
       "selected_step": best["step"], "val": best["metrics"], "test": test_summary,
   }
   _write_json(os.path.join(workdir, "results.json"), results)
-  _print(f"test (step {best['step']}): dice {test_summary['dice']:.4f}, "
-         f"hd95 {test_summary['hd95']:.2f}, nsd {test_summary['nsd']:.4f}; "
-         f"{os.path.join(workdir, 'results.json')}")
+  log(f"test (step {best['step']}): dice {test_summary['dice']:.4f}, "
+      f"hd95 {test_summary['hd95']:.2f}, nsd {test_summary['nsd']:.4f}; "
+      f"{os.path.join(workdir, 'results.json')}")
 

@@ -16,6 +16,7 @@ import ml_collections
 from rasd_jax import models
 from rasd_jax import synthesis
 from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax.jobs.workdir import log
 from rasd_jax.training import checkpoint
 from rasd_jax.training import loop
 from rasd_jax.training import mesh as mesh_lib
@@ -34,11 +35,6 @@ def _check(config):
     if config[key] < 1:
       raise ValueError(f"{key} = {config[key]}: must be >= 1")
   models.resolve(config.model)
-
-
-def _print(*args):
-  if jax.process_index() == 0:
-    print(*args, flush=True)
 
 
 def model_factory(config):
@@ -85,21 +81,17 @@ def run(config, workdir):
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
   mesh = mesh_lib.make_mesh()
   spec, graphdef, abstract, make_model, tx, schedule = _setup(config, mesh)
-  _print(f"model {config.model} ({spec.ndim}D): "
-         f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
-         f" parameters; {mesh.shape['data']} devices, {jax.process_count()} processes")
+  log(f"model {config.model} ({spec.ndim}D): "
+      f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
+      f" parameters; {mesh.shape['data']} devices, {jax.process_count()} processes")
 
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints)
   try:
-    first_step = checkpointer.latest_step()
-    if first_step is None:
-      first_step, state = 0, state_lib.create(make_model, tx, abstract)
-    else:
-      state = checkpointer.restore(abstract)
-      _print(f"resuming from the checkpoint of step {first_step}")
+    first_step, state = checkpointer.start(
+        abstract, lambda: state_lib.create(make_model, tx, abstract))
     if first_step >= config.total_steps:
-      _print(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
+      log(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
       return
     step = pretrain.make_step(graphdef, abstract, spec, mesh, seed=config.seed,
                               batch_size=config.batch_size, tx=tx, schedule=schedule,
@@ -108,7 +100,7 @@ def run(config, workdir):
     compiled = step.lower(abstract).compile()
     memory = compiled.memory_analysis()
     temp = f", {memory.temp_size_in_bytes / 2**20:.0f} MiB temporaries" if memory else ""
-    _print(f"compiled the train step in {time.perf_counter() - start:.1f} s{temp}")
+    log(f"compiled the train step in {time.perf_counter() - start:.1f} s{temp}")
 
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=True,
                                        resume_step=first_step)

@@ -1,4 +1,4 @@
-"""What every job does first with its --workdir: check it and record the config."""
+"""What every job does with its --workdir: check it, record the config; log on process 0."""
 
 import json
 import os
@@ -44,3 +44,9 @@ def prepare(workdir, config, may_change=()):
     with open(path + ".tmp", "w") as f:
       json.dump(resolved, f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)
+
+
+def log(*args):
+  """print, on process 0 only."""
+  if jax.process_index() == 0:
+    print(*args, flush=True)

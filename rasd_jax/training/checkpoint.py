@@ -61,6 +61,16 @@ class Checkpointer:
           "Use a new --workdir.")
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
+  def start(self, abstract_state, create):
+    """(first step, state): the latest checkpoint's, or 0 and `create()` when there is none."""
+    step = self.latest_step()
+    if step is None:
+      return 0, create()
+    state = self.restore(abstract_state)
+    if jax.process_index() == 0:
+      print(f"resuming from the checkpoint of step {step}", flush=True)
+    return step, state
+
   def save(self, step, state):
     """Starts an asynchronous save; returns once the arrays are copied off the devices."""
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)

@@ -38,8 +38,8 @@ def _stop_on_signals():
 
 
 @jax.jit
-def _finite(metrics):
-  return jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+def _still_finite(finite, metrics):
+  return finite & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
 
 
 def run(step_fn, state, *, first_step, total_steps, batch_size, checkpointer, writer,
@@ -71,12 +71,12 @@ def run(step_fn, state, *, first_step, total_steps, batch_size, checkpointer, wr
   stopped = False
   # Every step's loss and gradient norm are checked on the device, logged or not; the
   # host reads the verdict of the steps since the last log when it logs.
-  finite, since = None, first_step + 1
+  finite, since = True, first_step + 1
   with _stop_on_signals() as stop_requested:
     for step in range(first_step, total_steps):
       state, metrics = step_fn(state)
       done = step + 1
-      finite = _finite(metrics) if finite is None else finite & _finite(metrics)
+      finite = _still_finite(finite, metrics)
       if pending is not None:
         log(*pending)
         pending = None
@@ -84,10 +84,10 @@ def run(step_fn, state, *, first_step, total_steps, batch_size, checkpointer, wr
       if done % checkpoint_every == 0 or done == total_steps or stopped:
         log(done, metrics, finite, since)  # Synchronous: only a checked state is saved.
         checkpointer.save(done, state)
-        finite, since = None, done + 1
+        finite, since = True, done + 1
       elif done % log_every == 0:
         pending = (done, metrics, finite, since)
-        finite, since = None, done + 1
+        finite, since = True, done + 1
       bar.update(1)
       if stopped:
         break
