@@ -24,8 +24,8 @@ def main(argv):
   config = _CONFIG.value
   try:
     jobs.get(config.job)(config, _WORKDIR.value)
-  # Bad config or input, or a diverged run: the message says what and where.
-  except (ValueError, FloatingPointError) as e:
+  # Bad config or input (a missing file), or a diverged run: the message says what and where.
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
 
 

@@ -1,49 +1,103 @@
-"""Fine-tune on a real segmentation dataset, from scratch or from a pre-training workdir.
+"""Fine-tune on a downstream task, from scratch or from a pre-training workdir.
 
-python run.py --config=experiments/finetune.py:task=custom \
-    --config.data.json=PATH/dataset.json --config.init=PRETRAIN_WORKDIR --workdir=W
-Arguments: task=custom (a Decathlon dataset.json; the registry tasks are not wired yet),
-runlocal (a few hundred steps on 32-voxel crops, lr 1e-3: minutes on a CPU), model=NAME.
-With init=scratch the model is `model` (default unet_small); with a workdir init it is the
-workdir's model unless `model` is set. W/results.json: the test metrics of the step with
-the best validation Dice.
+python run.py --config=experiments/finetune.py:task=btcv --config.data.dir=PATH \
+    --config.init=PRETRAIN_WORKDIR --workdir=W
+python run.py --config=experiments/finetune.py:task=custom,runlocal \
+    --config.data.json=PATH/dataset.json --workdir=W
+Arguments: task=NAME (one of the 56 registry tasks, rasd_jax.data.tasks) or task=custom (the
+user's data: data.json, data.csv or data.folders), runlocal (small patches, a CPU-sized
+network and 200 steps: minutes on a CPU), model=NAME.
+
+A registry task takes its patch size, batch (the reference's batch times its patches per
+volume), optimiser, learning rate, weight decay, warm-up and epochs from the registry; the
+steps follow from the epochs and the number of training cases (total_steps = 0, eval_every =
+0). W/results.json: the test metrics of the step with the best validation score.
 """
 
 import ml_collections
 
 from rasd_jax.config import parse_arg
+from rasd_jax.data import tasks
 from rasd_jax.training import optimizer
+
+RUNLOCAL_ROI = {2: 64, 3: 32}
+
+
+def _runlocal(config, ndim):
+  config.roi = (RUNLOCAL_ROI[ndim] if ndim else 32,)
+  config.batch_size = 2 if ndim == 3 else 4
+  config.total_steps = 200
+  config.eval_every = 50
+  config.checkpoint_every = 50
+  config.log_every = 10
+  config.optim = optimizer.get_config(lr=1e-3, weight_decay=1e-5, schedule="cosine",
+                                      warmup_steps=20)
+
+
+def _registry(config, task):
+  optim = task.optim
+  config.roi = task.roi
+  config.patches_per_case = optim.get("num_samples", 1)
+  config.batch_size = optim["batch"] * config.patches_per_case
+  config.epochs = optim["epochs"]
+  config.warmup_epochs = optim.get("warmup_epochs", 0)
+  config.val_every = optim["val_every"]
+  config.total_steps = 0    # epochs * ceil(n_train * patches_per_case / batch_size)
+  config.eval_every = 0     # every val_every epochs
+  config.overlap = optim.get("overlap", 0.5)
+  config.output = optim.get("output", "")
+  config.optim = optimizer.get_config(
+      lr=optim["lr"], weight_decay=optim["weight_decay"],
+      schedule=optim.get("schedule", "cosine"), algorithm=optim["optimizer"])
 
 
 def get_config(arg=None):
   arg = parse_arg(arg, task="", runlocal=False, model="")
+  if not arg.task:
+    raise ValueError("finetune.py needs task=NAME (a registry task of rasd_jax.data.tasks, "
+                     "e.g. finetune.py:task=btcv) or task=custom")
   config = ml_collections.ConfigDict()
   config.job = "finetune"
   config.task = arg.task
-  config.data = ml_collections.ConfigDict(dict(json=""))  # the dataset.json (task=custom)
+  config.data = ml_collections.ConfigDict(dict(
+      dir="",              # registry task: the dataset folder, in its official layout
+      fold=0,              # registry tasks with folds (BraTS 2021)
+      json="",             # custom segmentation: a Decathlon dataset.json
+      csv="",              # custom classification: a CSV ...
+      image_column="image",
+      label_column="label",  # ... several comma-separated columns: multi-label
+      folders="",          # custom classification: one folder per class
+      skip_bad=False,      # skip (with a warning) cases that cannot be read
+  ))
   config.init = "scratch"      # or a pre-training workdir
-  config.model = arg.model     # "" = the init workdir's model (scratch: unet_small)
+  config.model = arg.model     # "" = the init workdir's model (scratch: unet_small in 2D,
+                               # swinunetr_tiny in 3D)
+  config.head = "add"          # "add": a new linear layer on the 32 features; "replace"
+  config.probe = False         # True: train the head only (linear probe)
+  config.output = ""           # segmentation: "" = softmax; "sigmoid" (binary, 1 channel)
   config.seed = 0              # model init, train subset, and batches: step s uses (seed, s)
   config.train_fraction = 1.0  # first ceil(F * n) training cases after a seeded shuffle
-  config.num_classes = 0       # 0 = max training label + 1
+  config.num_classes = 0       # task=custom: 0 = from the labels
   config.keep_checkpoints = 2
-  if arg.runlocal:
-    config.total_steps = 200
-    config.batch_size = 4
-    config.roi = (32,)         # one size for every spatial axis, or one per axis
-    config.eval_every = 50
-    config.checkpoint_every = 50
-    config.log_every = 10
-    config.optim = optimizer.get_config(lr=1e-3, weight_decay=1e-5, schedule="cosine",
-                                        warmup_steps=20)
-  else:
-    config.total_steps = 25_000
-    config.batch_size = 4
-    config.roi = (96,)
-    config.eval_every = 500
-    config.checkpoint_every = 1000
-    config.log_every = 50
-    config.optim = optimizer.get_config(lr=3e-4, weight_decay=1e-5, schedule="cosine",
-                                        warmup_steps=500)
   config.overlap = 0.5         # sliding-window overlap in evaluation
+  config.patches_per_case = 1  # an epoch = n_train * patches_per_case samples
+  config.epochs = 0
+  config.warmup_epochs = 0
+  config.val_every = 0
+  config.checkpoint_every = 1000
+  config.log_every = 50
+  # task=custom full size (a registry task replaces these with its own).
+  config.roi = (96,)           # one size for every spatial axis, or one per axis
+  config.batch_size = 4
+  config.total_steps = 25_000
+  config.eval_every = 500
+  config.optim = optimizer.get_config(lr=3e-4, weight_decay=1e-5, schedule="cosine",
+                                      warmup_steps=500)
+  ndim = None
+  if arg.task != "custom":
+    task = tasks.get(arg.task)
+    _registry(config, task)
+    ndim = task.ndim
+  if arg.runlocal:
+    _runlocal(config, ndim)
   return config

@@ -2,12 +2,14 @@
 
 Segmentation: a Decathlon-style dataset.json (MONAI `load_decathlon_datalist`), or two folders of
 2D images and masks matched by file stem. Classification: a CSV (image,label) or one folder per
-class. Files: NIfTI (nibabel), a DICOM series folder (pydicom), .npy, PNG/JPEG/TIFF/BMP (Pillow).
+class. Files: NIfTI (nibabel), a DICOM series folder or a single-frame DICOM file (pydicom), .npy,
+PNG/JPEG/TIFF/BMP (Pillow).
 
 Arrays are host NumPy arrays, channel-first as in transforms.py: image float32 (C, *spatial),
 label int32 (*spatial), affine (4, 4) for NIfTI and DICOM, in RAS+ world millimetres (NIfTI's
-convention; DICOM's LPS is converted), and the identity of size ndim + 1 for .npy and Pillow
-files. Bad input raises ValueError (FileNotFoundError for a missing file) naming the file.
+convention; DICOM's LPS is converted), and the identity of size ndim + 1 for .npy, Pillow and
+single-frame DICOM files. Bad input raises ValueError (FileNotFoundError for a missing file)
+naming the file.
 """
 
 import collections
@@ -15,6 +17,8 @@ import contextlib
 import csv
 import json
 import os
+import re
+import string
 import warnings
 
 import grain
@@ -25,7 +29,8 @@ import pydicom
 from PIL import Image
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-READABLE_SUFFIXES = PILLOW_SUFFIXES + (".nii", ".nii.gz", ".npy")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+READABLE_SUFFIXES = PILLOW_SUFFIXES + DICOM_SUFFIXES + (".nii", ".nii.gz", ".npy")
 _LISTED = 5  # how many offending paths an error message shows
 
 ClassificationData = collections.namedtuple("ClassificationData",
@@ -102,37 +107,58 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
   return entries
 
 
-def _files_by_stem(folder, suffixes):
+def _files_by_id(folder, pattern, what):
+  """{id: path} of the files in `folder` whose name matches `pattern` (a regex with group id)."""
   if not os.path.isdir(folder):
     raise FileNotFoundError(f"folder {folder} does not exist")
   files = {}
   for name in sorted(os.listdir(folder)):
-    stem, suffix = os.path.splitext(name)
-    if suffix.lower() not in suffixes or name.startswith("."):
+    match = None if name.startswith(".") else re.fullmatch(pattern, name, re.IGNORECASE)
+    if match is None:
       continue
-    if stem in files:
-      raise ValueError(f"{folder} holds two files with stem {stem!r}: {files[stem]} and {name}")
-    files[stem] = os.path.join(folder, name)
-  if not files:
-    raise ValueError(f"folder {folder} holds no image file ({', '.join(suffixes)})")
+    case = match.group("id")
+    if case in files:
+      raise ValueError(f"{folder} holds two {what} files for case {case!r}: "
+                       f"{os.path.basename(files[case])} and {name}")
+    files[case] = os.path.join(folder, name)
   return files
 
 
-def pairs_from_folders(image_dir, mask_dir, mask_suffix=""):
-  """2D segmentation entries [{"image", "label"}] from an images folder and a masks folder,
-  matched by file stem: image `x.png` goes with mask `x{mask_suffix}.<any Pillow suffix>`.
-  An image without a mask, or a mask without an image, is an error listing them."""
+def _name_pattern(template):
+  """A regex of a file name template such as '{id}_manual1.gif' (group id; * any text)."""
+  before, after = (re.escape(part).replace(r"\*", ".*") for part in template.split("{id}"))
+  return before + "(?P<id>.+?)" + after
+
+
+def pairs_from_folders(image_dir, mask_dir, mask_suffix="", names=None):
+  """2D segmentation entries [{"image", "label", "id"}] from an images folder and a masks folder.
+
+  By default image `x.png` goes with mask `x{mask_suffix}.<any Pillow suffix>` (id x). `names`,
+  a pair of file name templates such as ("{id}_training.tif", "{id}_manual1.gif"), names the
+  images and masks instead; in a folder holding both, a file matching the mask name is a mask.
+  An image without a mask, or a mask without an image, is an error listing them.
+  """
   image_dir, mask_dir = os.path.abspath(image_dir), os.path.abspath(mask_dir)
-  images = _files_by_stem(image_dir, PILLOW_SUFFIXES)
-  masks = _files_by_stem(mask_dir, PILLOW_SUFFIXES)
-  no_mask = [images[s] for s in images if s + mask_suffix not in masks]
-  wanted = {s + mask_suffix for s in images}
-  no_image = [masks[s] for s in masks if s not in wanted]
+  if names is None:
+    any_suffix = "(" + "|".join(re.escape(s) for s in PILLOW_SUFFIXES) + ")"
+    image_pattern = "(?P<id>.+)" + any_suffix
+    mask_pattern = "(?P<id>.+)" + re.escape(mask_suffix) + any_suffix
+  else:
+    image_pattern, mask_pattern = (_name_pattern(t) for t in names)
+  masks = _files_by_id(mask_dir, mask_pattern, "mask")
+  images = _files_by_id(image_dir, image_pattern, "image")
+  if image_dir == mask_dir:
+    images = {c: p for c, p in images.items() if p not in masks.values()}
+  if not images:
+    raise ValueError(f"folder {image_dir} holds no image file matching {image_pattern!r}")
+  no_mask = [images[c] for c in images if c not in masks]
+  no_image = [masks[c] for c in masks if c not in images]
   if no_mask or no_image:
+    rule = f"names {names}" if names else f"stem + {mask_suffix!r}"
     raise ValueError(f"unmatched files: {len(no_mask)} image(s) without a mask in {mask_dir} "
                      f"({_few(no_mask)}); {len(no_image)} mask(s) without an image in {image_dir} "
-                     f"({_few(no_image)}); masks match images by stem + {mask_suffix!r}")
-  return [{"image": images[s], "label": masks[s + mask_suffix]} for s in images]
+                     f"({_few(no_image)}); masks match images by {rule}")
+  return [{"image": images[c], "label": masks[c], "id": c} for c in images]
 
 
 # --- Files --------------------------------------------------------------------------------------
@@ -189,6 +215,19 @@ def _load_pillow(path, as_label):
       data = data // 255
   data = np.moveaxis(data, -1, 0) if data.ndim == 3 else data[None]
   return data, np.eye(3)
+
+
+def _load_dicom_file(path):
+  """A single-frame DICOM image (a mammogram, a radiograph) as (1, rows, columns), values
+  rescaled by slope/intercept, like a Pillow image."""
+  with _reading(path):
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+  if pixels.ndim != 2:
+    raise ValueError(f"DICOM file {path}: expected a single-frame grayscale image, got pixels "
+                     f"of shape {pixels.shape}")
+  slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+  return (pixels.astype(np.float32) * slope + intercept)[None], np.eye(3)
 
 
 def _load_dicom_series(folder):
@@ -254,6 +293,8 @@ def _load(path, as_label):
     return _load_nifti(path)
   if lower.endswith(".npy"):
     return _load_npy(path)
+  if lower.endswith(DICOM_SUFFIXES):
+    return _load_dicom_file(path)
   if lower.endswith(PILLOW_SUFFIXES):
     return _load_pillow(path, as_label)
   raise ValueError(f"{path}: unknown format; readable are a DICOM series folder and "
@@ -283,8 +324,8 @@ def _check_same_grid(reference, path, shape, affine, affine_atol):
     raise ValueError(f"{path} has spatial shape {shape} but {ref_path} has {ref_shape}")
   if affine.shape != ref_affine.shape or not np.allclose(affine, ref_affine, rtol=0,
                                                          atol=affine_atol):
-    raise ValueError(f"{path} and {ref_path} differ in affine beyond atol {affine_atol}:\n"
-                     f"{np.round(affine, 4)}\nvs\n{np.round(ref_affine, 4)}")
+    raise ValueError(f"{path} and {ref_path} differ in affine beyond atol {affine_atol}: "
+                     f"{np.round(affine, 4).tolist()} vs {np.round(ref_affine, 4).tolist()}")
 
 
 def read_case(entry, num_classes=None, affine_atol=1e-3):
@@ -343,33 +384,51 @@ def read_cases(entries, num_classes=None, skip_bad=False, affine_atol=1e-3):
 # --- Classification lists -----------------------------------------------------------------------
 
 
-def load_classification_csv(csv_path, image_column="image", label_column="label", base_dir=None,
-                            check_files=True):
-  """ClassificationData from a CSV with a header row.
+def _template_columns(template):
+  return [field for _, field, _, _ in string.Formatter().parse(template) if field]
 
-  Image paths are relative to `base_dir`, by default the CSV's folder. Labels: all integers ->
-  kept as given, classes = 0..max; otherwise names -> classes sorted, label = index. A list of
+
+def load_classification_csv(csv_path, image_column="image", label_column="label", base_dir=None,
+                            check_files=True, *, classes=None, label_names=None, fieldnames=None,
+                            delimiter=",", where=None, regression=False):
+  """ClassificationData from a CSV.
+
+  `image_column`: a column of image paths, a template over columns such as
+  "p{patient_id}-s{scan_id}.npy", or a list of those (several files per case, e.g. MRI planes);
+  paths are relative to `base_dir`, by default the CSV's folder. Labels: with `classes` (the
+  class names), each label is looked up in `label_names` {text: index}, by default the indices
+  0..C-1, and any other value is an error naming the file and line; without, all integers -> kept
+  as given, classes = 0..max, otherwise names -> classes sorted, label = index. A list of
   `label_column`s makes a multi-label set: each column 0/1, label = [0/1 per column], classes =
-  the columns.
+  the columns. `regression`: the label is a float. `fieldnames`: the column names of a CSV
+  without a header row; `where` {column: value}: only the rows holding those values.
   """
   csv_path = os.path.abspath(os.fspath(csv_path))
   label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
+  templates = [image_column] if isinstance(image_column, str) else list(image_column)
+  image_columns = [c for t in templates for c in (_template_columns(t) if "{" in t else [t])]
   if not os.path.exists(csv_path):
     raise FileNotFoundError(f"CSV {csv_path} does not exist")
   with _reading(csv_path):
     with open(csv_path, newline="") as f:
-      reader = csv.DictReader(f)
+      reader = csv.DictReader(f, fieldnames=fieldnames, delimiter=delimiter,
+                              skipinitialspace=True)
       rows = list(reader)
       columns = reader.fieldnames or []
-  missing = [c for c in [image_column] + label_columns if c not in columns]
+  missing = [c for c in dict.fromkeys(image_columns + label_columns + list(where or ()))
+             if c not in columns]
   if missing:
     raise ValueError(f"CSV {csv_path} lacks column(s) {missing}; its columns are {columns}")
+  first_line = 1 if fieldnames else 2
+  rows = [(n, row) for n, row in enumerate(rows, first_line)
+          if all((row[c] or "").strip() == v for c, v in (where or {}).items())]
   if not rows:
-    raise ValueError(f"CSV {csv_path} has no rows")
-  cells = {c: [(row[c] or "").strip() for row in rows] for c in [image_column] + label_columns}
+    raise ValueError(f"CSV {csv_path} has no rows" + (f" with {where}" if where else ""))
+  cells = {c: [(row[c] or "").strip() for _, row in rows]
+           for c in dict.fromkeys(image_columns + label_columns)}
   for column, values in cells.items():
     if "" in values:
-      raise ValueError(f"CSV {csv_path} line {values.index('') + 2}: empty {column!r}")
+      raise ValueError(f"CSV {csv_path} line {rows[values.index('')][0]}: empty {column!r}")
 
   def ints(column):
     try:
@@ -377,7 +436,24 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
     except ValueError:
       return None
 
-  if len(label_columns) == 1:
+  if regression:
+    classes, class_to_index, labels = [], {}, []
+    for (line, _), value in zip(rows, cells[label_columns[0]]):
+      try:
+        labels.append(float(value))
+      except ValueError:
+        raise ValueError(f"CSV {csv_path} line {line}: {label_columns[0]!r} {value!r} is not a "
+                         "number") from None
+  elif len(label_columns) == 1 and classes is not None:
+    lookup = label_names or {str(i): i for i in range(len(classes))}
+    for (line, _), value in zip(rows, cells[label_columns[0]]):
+      if value not in lookup:
+        raise ValueError(f"CSV {csv_path} line {line}: {label_columns[0]!r} {value!r} is not a "
+                         f"class of this data set; expected one of {sorted(lookup)}")
+    classes = list(classes)
+    class_to_index = {c: i for i, c in enumerate(classes)}
+    labels = [lookup[v] for v in cells[label_columns[0]]]
+  elif len(label_columns) == 1:
     values = ints(label_columns[0])
     if values is not None and min(values) >= 0:
       classes = list(range(max(values) + 1))
@@ -398,33 +474,47 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
     class_to_index = {c: i for i, c in enumerate(classes)}
     labels = [list(v) for v in zip(*columns_values)]
   base_dir = os.path.dirname(csv_path) if base_dir is None else os.path.abspath(base_dir)
-  entries = [{"image": os.path.normpath(os.path.join(base_dir, p)), "label": label}
-             for p, label in zip(cells[image_column], labels)]
+
+  def image(row):
+    paths = [os.path.normpath(os.path.join(
+        base_dir, t.format_map({c: row[c].strip() for c in _template_columns(t)})
+        if "{" in t else row[t].strip())) for t in templates]
+    return paths[0] if isinstance(image_column, str) else paths
+
+  entries = [{"image": image(row), "label": label} for (_, row), label in zip(rows, labels)]
   if check_files:
-    _check_exist([e["image"] for e in entries], csv_path)
+    _check_exist([p for e in entries for p in _as_list(e["image"])], csv_path)
   return ClassificationData(entries, classes, class_to_index)
 
 
-def load_class_folders(root):
-  """ClassificationData from one folder per class (the class is the folder name, classes sorted),
-  each holding readable files (READABLE_SUFFIXES); an empty class folder is an error."""
+def load_class_folders(root, classes=None, label_names=None):
+  """ClassificationData from one folder per class, each holding readable files
+  (READABLE_SUFFIXES); an empty class folder is an error. Without `classes`, the class is the
+  folder name and classes are sorted; with `classes`, each folder name is looked up in
+  `label_names` {name: index} (by default the class names) and another name is an error."""
   root = os.path.abspath(os.fspath(root))
   if not os.path.isdir(root):
     raise FileNotFoundError(f"folder {root} does not exist")
-  classes = sorted(d for d in os.listdir(root)
+  folders = sorted(d for d in os.listdir(root)
                    if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-  if not classes:
+  if not folders:
     raise ValueError(f"{root} holds no class folders")
+  if classes is None:
+    classes = folders
+  lookup = label_names or {c: i for i, c in enumerate(classes)}
   entries = []
-  for index, name in enumerate(classes):
+  for name in folders:
     folder = os.path.join(root, name)
+    if name not in lookup:
+      raise ValueError(f"class folder {folder}: {name!r} is not a class of this data set; "
+                       f"expected one of {sorted(lookup)}")
     files = sorted(f for f in os.listdir(folder)
                    if f.lower().endswith(READABLE_SUFFIXES) and not f.startswith("."))
     if not files:
       raise ValueError(f"class folder {folder} holds no readable file "
                        f"({', '.join(READABLE_SUFFIXES)})")
-    entries += [{"image": os.path.join(folder, f), "label": index} for f in files]
-  return ClassificationData(entries, classes, {c: i for i, c in enumerate(classes)})
+    entries += [{"image": os.path.join(folder, f), "label": lookup[name]} for f in files]
+  return ClassificationData(entries, list(classes), {c: i for i, c in enumerate(classes)})
 
 
 # --- grain --------------------------------------------------------------------------------------

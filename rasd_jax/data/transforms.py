@@ -224,3 +224,25 @@ def rand_shift_intensity(image, offset, prob, rng):
   if rng.random() >= prob:
     return image
   return image + float(rng.uniform(-offset, offset))
+
+
+def resize(image, size, order=1):
+  """`image` (C, *spatial) resized to `size` (None keeps that axis), as torch interpolate with
+  align_corners=False (MONAI Resize without anti-aliasing): output voxel centres map to
+  (i + 0.5) * n_in / n_out - 0.5, and borders repeat the edge. order 1: (bi/tri)linear;
+  order 0: the nearest input voxel centre. Returns float32 for order 1, the input dtype for 0."""
+  shape = image.shape[1:]
+  if len(size) != len(shape):
+    raise ValueError(f"resize: size {tuple(size)} needs one entry per spatial axis of "
+                     f"{image.shape}")
+  size = tuple(n if s is None else int(s) for n, s in zip(shape, size))
+  if min(size) < 1:
+    raise ValueError(f"resize: sizes must be >= 1, got {size}")
+  if size == shape:
+    return image.astype(np.float32) if order else image
+  scale = np.asarray(shape, float) / np.asarray(size, float)
+  dtype = image.dtype if order == 0 else np.float32
+  return np.stack([
+      ndimage.affine_transform(channel, scale, offset=0.5 * scale - 0.5, output_shape=size,
+                               order=order, mode="nearest", output=dtype)
+      for channel in image])

@@ -1,45 +1,61 @@
-"""Fine-tune a network on a real segmentation dataset (task=custom: a Decathlon dataset.json).
+"""Fine-tune a network on a downstream task: a registry task (data.tasks) or the user's data.
 
-Starts from scratch or from a pre-training workdir (every variable whose name and shape match
-is copied: transfer.copy_matching; the report is printed and written to W/transfer.txt).
+Tasks. `task=NAME` is one of the 56 registry tasks: its cases come from `data.dir` in the
+dataset's official layout (tasks.load_splits), its preprocessing, classes and metrics from the
+registry. `task=custom` is the user's data: a Decathlon dataset.json (`data.json`,
+segmentation), a CSV (`data.csv` with `data.image_column` and `data.label_column`; several
+comma-separated label columns make a multi-label task) or one folder per class
+(`data.folders`); the spatial dims and channels come from the first training case, the
+classes from the labels (or `num_classes`). Every case goes through data.pipeline.prepare
+(the deterministic preprocessing) on the host; `data.skip_bad` skips a case that cannot be
+read, with a warning, instead of stopping.
 
-Data. Every case is read to host memory (readers.read_cases), channel-first. Intensities:
-an image already in [0, 1] is kept as it is, any other is z-scored per channel over its
-non-zero voxels (transforms.normalize_intensity). Splits:
-- validation: the json's "validation" list; without one, 20% of "training" (at least 1 case);
-- test: the json's "test" list if all its entries have labels; otherwise (no list, or the MSD
-  unlabelled test list) 20% of "training" (at least 1) are held out as the test set.
-Held-out cases are taken from a fixed permutation (seed 0, whatever config.seed), so every
-seed and train_fraction shares the same validation and test cases. The training cases left
-are shuffled with config.seed and the first ceil(train_fraction * n) (at least 1) are kept.
+Splits. The layout's validation and test lists where it has them (a test list without labels
+does not count); otherwise 20% of the training cases (at least 1) are held out for each, from
+a fixed permutation (seed 0, whatever config.seed), so every seed and train_fraction shares
+the same validation and test cases. The training cases left are shuffled with config.seed and
+the first ceil(train_fraction * n) (at least 1) are kept.
 
-Training. The batch of step s is drawn on the host with np.random.default_rng((seed, s)):
-per sample a random training case, one rand_crop_by_pos_neg_label crop of `roi` (pos 1,
-neg 1) and a random flip per spatial axis (prob 0.5); so a resumed run sees the same batches.
-The batch is put on the devices with NamedSharding(mesh, P('data')): one process only (a
-multi-host run would need each process to build its shard). training.loop.run gives
-checkpoints, resume, the NaN stop, signals and metrics.jsonl.
+Model. `init=scratch` or a pre-training workdir (every variable of the backbone whose name
+and shape match is copied: transfer.copy_matching; the report goes to the log and
+W/transfer.txt). The network is `model`, else the workdir's, else a CPU-sized default
+(DEFAULT_MODELS). `head=add` puts a new linear layer on the network's 32 output channels
+(per voxel for segmentation; after global average pooling for the other kinds), `head=replace`
+builds the network with the task's outputs (segmentation). `probe=True` trains the head alone.
 
-Evaluation. Every `eval_every` steps and at the last step, sliding-window inference
-(Gaussian, `overlap`) on the validation cases, argmax, Dice/HD95/NSD (evaluation.metrics);
-W/val_metrics.jsonl gets one line per evaluation. The parameters of the best validation mean
-Dice are kept in memory (W/best_val.json says which step); after a resume the selection is
-among the evaluations of the resumed run only. At the end the selected parameters are
-evaluated on the test cases: W/results.json. NaN/Inf are written as null.
+Training. Step s trains on pipeline.make_batch(task, train, roi, batch_size, seed, s): a
+resumed run sees the same batches. Losses: Dice + CE (softmax), sigmoid Dice + BCE (binary
+segmentation with `output=sigmoid`, the reference fundus form), CE, BCE (multi-label), L1
+(regression). training.loop.run gives checkpoints, resume, the NaN stop and signals.
+total_steps = 0 means epochs * ceil(n_train * patches_per_case / batch_size), and
+eval_every = 0 means every val_every epochs (the registry's full-size protocol).
+
+Evaluation. Every `eval_every` steps and at the last step on the validation cases:
+segmentation by sliding-window inference (Gaussian, `overlap`) then Dice/HD95/NSD per class
+(background excluded) and, for tasks with regions (BraTS), per region; the other kinds by
+one forward pass per batch, then accuracy, balanced accuracy, macro F1, AUC (classification),
+AUC (multi-label) or MAE/RMSE (regression). W/val_metrics.jsonl gets one line per evaluation.
+The selection metric is the task's first metric (higher is better; MAE/RMSE lower). The best
+parameters are kept in memory (W/best_val.json says which step); after a resume the
+selection is among the evaluations of the resumed run only. At the end the selected
+parameters are evaluated on the test cases: W/results.json. NaN/Inf are written as null.
 """
 
+import dataclasses
 import json
 import math
 import os
 import time
+import warnings
 
 from flax import nnx
 import jax
 import numpy as np
 
 from rasd_jax import models
+from rasd_jax.data import pipeline
 from rasd_jax.data import readers
-from rasd_jax.data import transforms
+from rasd_jax.data import tasks
 from rasd_jax.evaluation import metrics as eval_metrics
 from rasd_jax.jobs import pretrain as pretrain_job
 from rasd_jax.jobs import workdir as workdir_lib
@@ -55,23 +71,37 @@ from rasd_jax.training import transfer
 
 MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every",
               "eval_every")
-TASKS = ("custom",)
-DEFAULT_MODEL = "unet_small"  # for init=scratch without `model`
+DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 HOLD_OUT_FRACTION = 0.2
+LOWER_IS_BETTER = ("mae", "rmse")
+CUSTOM_SOURCES = ("json", "csv", "folders")
 
 
 def _check(config):
-  if config.task not in TASKS:
-    raise ValueError(f"unknown task {config.task!r}; this job supports {list(TASKS)} (a "
-                     "Decathlon dataset.json given as --config.data.json)")
-  if not config.data.json:
-    raise ValueError("task=custom needs data.json: the path of a Decathlon dataset.json "
-                     "(--config.data.json=PATH)")
-  if not os.path.isfile(config.data.json):
-    raise ValueError(f"data.json {config.data.json!r} does not exist")
-  for key in ("total_steps", "batch_size", "checkpoint_every", "log_every", "eval_every"):
+  if config.task != "custom":
+    tasks.get(config.task)  # an unknown name: an error with the closest names
+    if not config.data.dir:
+      raise ValueError(f"task={config.task} needs data.dir: the folder holding the dataset "
+                       "in its official layout (--config.data.dir=PATH)")
+  else:
+    given = [k for k in CUSTOM_SOURCES if config.data[k]]
+    if len(given) != 1:
+      raise ValueError("task=custom needs exactly one of data.json (a Decathlon dataset.json), "
+                       "data.csv (image and label columns) or data.folders (one folder per "
+                       f"class); got {given or 'none'}")
+    path = config.data[given[0]]
+    exists = os.path.isdir if given[0] == "folders" else os.path.isfile
+    if not exists(path):
+      raise ValueError(f"data.{given[0]} {path!r} does not exist")
+  for key in ("batch_size", "checkpoint_every", "log_every"):
     if config[key] < 1:
       raise ValueError(f"{key} = {config[key]}: must be >= 1")
+  for key in ("total_steps", "eval_every"):
+    if config[key] < 0:
+      raise ValueError(f"{key} = {config[key]}: must be >= 1, or 0 to derive it from epochs")
+  if (config.total_steps == 0 or config.eval_every == 0) and config.epochs < 1:
+    raise ValueError("total_steps = 0 or eval_every = 0 derive from epochs, which is "
+                     f"{config.epochs}")
   if not 0 < config.train_fraction <= 1:
     raise ValueError(f"train_fraction = {config.train_fraction}: must be in (0, 1]")
   if config.num_classes < 0 or config.num_classes == 1:
@@ -80,89 +110,124 @@ def _check(config):
     raise ValueError(f"init {config.init!r} is neither 'scratch' nor a pre-training workdir")
   if config.model:
     models.resolve(config.model)
+  if config.output not in ("", "softmax", "sigmoid"):
+    raise ValueError(f"output {config.output!r}: '' (by task), 'softmax' or 'sigmoid'")
 
 
 def _hold_out(n):
   return max(1, round(HOLD_OUT_FRACTION * n))
 
 
-def _splits(config):
-  """{'train', 'val', 'test'}: lists of dataset.json entries, and the class names."""
-  path = config.data.json
-  with open(path) as f:
-    data = json.load(f)
-  training = readers.load_decathlon(path, "training")
-  lists = {k for k, v in data.items() if isinstance(v, list)}
-  val = readers.load_decathlon(path, "validation") if "validation" in lists else None
-  test = readers.load_decathlon(path, "test") if "test" in lists else None
-  if test is not None and not (test and all(e.get("label") for e in test)):
+def _labelled(entries):
+  return entries is not None and len(entries) > 0 and all(
+      e.get("label") is not None for e in entries)
+
+
+def _splits(lists, config, source):
+  """{'train', 'val', 'test'} from the layout's lists (val / test may be None)."""
+  training, val, test = lists["train"], lists.get("val"), lists.get("test")
+  if test is not None and not _labelled(test):
     log("the test list has no labels: holding out training cases as the test set")
     test = None
   order = np.random.default_rng(0).permutation(len(training))
-  held = []
+  k = _hold_out(len(training))
   if val is None:
-    held, order = order[:_hold_out(len(training))], order[_hold_out(len(training)):]
-    val = [training[i] for i in held]
+    val, order = [training[i] for i in order[:k]], order[k:]
   if test is None:
-    k = _hold_out(len(training))
     test, order = [training[i] for i in order[:k]], order[k:]
   if len(order) == 0:
-    raise ValueError(f"{path}: {len(training)} training cases leave none to train on after "
-                     "holding out validation and test cases; add cases or the "
-                     "'validation'/'test' lists")
+    raise ValueError(f"{source}: {len(training)} training cases leave none to train on after "
+                     "holding out validation and test cases; add cases or validation/test "
+                     "lists")
   train = [training[i] for i in np.sort(order)]
   train = [train[i] for i in np.random.default_rng(config.seed).permutation(len(train))]
   train = train[:max(1, math.ceil(config.train_fraction * len(train)))]
   for name, entries in (("training", train), ("validation", val), ("test", test)):
-    if not all(e.get("label") for e in entries):
-      raise ValueError(f"{path}: every {name} case needs a 'label'")
-  labels = data.get("labels") if isinstance(data.get("labels"), dict) else {}
-  return {"train": train, "val": val, "test": test}, labels
+    if not _labelled(entries):
+      raise ValueError(f"{source}: every {name} case needs a label")
+  return {"train": train, "val": val, "test": test}
 
 
-def _prepare(image):
-  """Float32 channel-first image: kept if already in [0, 1], else z-scored on non-zero."""
-  if image.min() >= 0 and image.max() <= 1:
-    return image.astype(np.float32)
-  return transforms.normalize_intensity(image, nonzero=True, channel_wise=True)
+def _custom_lists(config):
+  """(kind, {'train': entries, ...}, class names or None, source) of the user's data."""
+  data = config.data
+  if data.json:
+    with open(data.json) as f:
+      listed = json.load(f)
+    lists = {"train": readers.load_decathlon(data.json, "training")}
+    for key, name in (("val", "validation"), ("test", "test")):
+      has = isinstance(listed.get(name), list)
+      lists[key] = readers.load_decathlon(data.json, name) if has else None
+    names = listed.get("labels") if isinstance(listed.get("labels"), dict) else {}
+    return "segmentation", lists, names, data.json
+  if data.csv:
+    columns = [c.strip() for c in data.label_column.split(",")]
+    loaded = readers.load_classification_csv(data.csv, data.image_column,
+                                              columns[0] if len(columns) == 1 else columns)
+    kind = "classification" if len(columns) == 1 else "multilabel"
+    source = data.csv
+  else:
+    loaded = readers.load_class_folders(data.folders)
+    kind, source = "classification", data.folders
+  return kind, {"train": loaded.entries, "val": None, "test": None}, loaded.classes, source
 
 
-def _read(entries, num_classes=None):
-  cases = readers.read_cases(entries, num_classes=num_classes)
-  for case in cases:
-    case["image"] = _prepare(case["image"])
-  return cases
+def _prepare(task, entries, skip_bad):
+  samples = []
+  for entry in entries:
+    try:
+      samples.append(pipeline.prepare(task, entry))
+    except (ValueError, OSError) as e:
+      if not skip_bad:
+        raise
+      warnings.warn(f"skipping case {entry.get('id', entry['image'])}: {e}", stacklevel=2)
+  if not samples:
+    raise ValueError(f"none of the {len(entries)} cases could be read")
+  return samples
 
 
 def _roi(roi, ndim):
-  roi = tuple(int(r) for r in roi)
+  roi = tuple(None if r is None else int(r) for r in roi)
   if len(roi) == 1:
     roi = roi * ndim
-  if len(roi) != ndim or min(roi) < 1:
+  if len(roi) != ndim or any(r is not None and r < 1 for r in roi):
     raise ValueError(f"roi {roi}: give one size, or one per spatial axis ({ndim})")
   return roi
 
 
-def _spacing(affine, ndim):
-  affine = np.asarray(affine, float)
-  return np.sqrt((affine[:3, :ndim] ** 2).sum(0)) if affine.shape[0] == 4 else None
+def _task_and_data(config):
+  """(task, {'train': samples, 'val': samples, 'test': samples}, split sizes)."""
+  if config.task != "custom":
+    task = tasks.get(config.task)
+    task = dataclasses.replace(task, roi=_roi(config.roi, task.ndim))
+    source = config.data.dir
+    splits = _splits(tasks.load_splits(task, config.data.dir, fold=config.data.fold), config,
+                     source)
+  else:
+    kind, lists, names, source = _custom_lists(config)
+    splits = _splits(lists, config, source)
+    # The first training case gives the dims and channels.
+    image, _, _ = readers.read_case(splits["train"][0]["image"])
+    ndim, in_channels = image.ndim - 1, image.shape[0]
+    if kind == "segmentation":
+      # The json's label names, else the largest training label.
+      count = config.num_classes or len(names) or max(2, 1 + max(
+          int(readers.read_case(e)[1].max()) for e in splits["train"]))
+      classes = ("background",) + tuple(names.get(str(c), str(c)) for c in range(1, count))
+    else:
+      classes = tuple(str(c) for c in names)
+    task = pipeline.custom_task(kind, ndim, in_channels, classes, _roi(config.roi, ndim))
+  data = {k: _prepare(task, v, config.data.skip_bad) for k, v in splits.items()}
+  return task, data, {k: len(v) for k, v in data.items()}
 
 
-def make_batch(cases, roi, batch_size, seed, step):
-  """The host batch of `step`: (B, *roi, C) float32 images, (B, *roi) int32 labels."""
-  rng = np.random.default_rng((seed, step))
-  ndim = len(roi)
-  images, labels = [], []
-  for _ in range(batch_size):
-    case = cases[rng.integers(len(cases))]
-    (image, label), = transforms.rand_crop_by_pos_neg_label(
-        case["image"], case["label"], roi, pos=1, neg=1, num_samples=1, rng=rng)
-    for axis in range(ndim):
-      image, label = transforms.rand_flip([image, label], 0.5, rng, axes=axis)
-    images.append(np.moveaxis(image, 0, -1))
-    labels.append(label[0])
-  return {"image": np.stack(images).astype(np.float32),
-          "label": np.stack(labels).astype(np.int32)}
+def _output(task, config):
+  if task.kind != "segmentation":
+    return task.kind
+  if config.output == "sigmoid" and task.num_classes != 2:
+    raise ValueError(f"output 'sigmoid' is for binary segmentation; {task.name} has "
+                     f"{task.num_classes} classes")
+  return config.output or "softmax"
 
 
 def _clean(value):
@@ -185,59 +250,93 @@ def _write_json(path, data):
     os.replace(path + ".tmp", path)
 
 
-def evaluate(predict, params, rest, cases, num_classes, class_names):
-  results = []
-  for case in cases:
-    image = np.moveaxis(case["image"], 0, -1)[None]
-    pred = np.asarray(predict(params, rest, image))
-    ndim = pred.ndim
-    results.append(eval_metrics.segmentation_metrics(
-        pred, case["label"], num_classes, spacing=_spacing(case["affine"], ndim)))
-  return eval_metrics.aggregate_segmentation(results, class_names)
+def evaluate_segmentation(segment, params, rest, samples, task):
+  """Dataset Dice/HD95/NSD (and per region where the task has regions)."""
+  per_case, per_region = [], {name: [] for name in task.regions or {}}
+  for sample in samples:
+    image = np.moveaxis(sample["image"], 0, -1)[None]
+    pred = np.asarray(segment(params, rest, image))
+    per_case.append(eval_metrics.segmentation_metrics(
+        pred, sample["label"], task.num_classes, spacing=sample["spacing"]))
+    for name, members in (task.regions or {}).items():
+      per_region[name].append(eval_metrics.segmentation_metrics(
+          np.isin(pred, members).astype(np.int32),
+          np.isin(sample["label"], members).astype(np.int32), 2, spacing=sample["spacing"]))
+  summary = eval_metrics.aggregate_segmentation(per_case, list(task.classes[1:]))
+  if per_region:
+    summary["regions"] = {name: eval_metrics.aggregate_segmentation(cases, [name])
+                          for name, cases in per_region.items()}
+  return summary
+
+
+def evaluate_pooled(score, params, rest, samples, task, batch_size):
+  """Classification / multi-label / regression metrics of the whole set."""
+  outputs = []
+  for start in range(0, len(samples), batch_size):
+    chunk = samples[start:start + batch_size]
+    images = np.stack([np.moveaxis(s["image"], 0, -1) for s in chunk])
+    outputs.append(np.asarray(score(params, rest, images)))
+  outputs = np.concatenate(outputs)
+  labels = np.asarray([s["label"] for s in samples])
+  if task.kind == "classification":
+    return eval_metrics.classification_metrics(labels, outputs)
+  if task.kind == "multilabel":
+    return eval_metrics.multilabel_metrics(labels, outputs)
+  return eval_metrics.regression_metrics(labels.astype(float), outputs[:, 0])
+
+
+def _schedule_lengths(config, n_train):
+  """(total_steps, eval_every, warmup_steps), derived from epochs where config says 0."""
+  per_epoch = math.ceil(n_train * config.patches_per_case / config.batch_size)
+  total = config.total_steps or config.epochs * per_epoch
+  every = config.eval_every or config.val_every * per_epoch
+  warmup = config.optim.warmup_steps or config.warmup_epochs * per_epoch
+  return total, max(1, min(every, total)), min(warmup, total - 1)
 
 
 def run(config, workdir):
   _check(config)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
-  splits, label_names = _splits(config)
-  train = _read(splits["train"])
-  in_channels, ndim = train[0]["image"].shape[0], train[0]["image"].ndim - 1
-  num_classes = config.num_classes or max(2, max(int(c["label"].max()) for c in train) + 1)
-  if any(c["image"].shape[0] != in_channels for c in train):
-    raise ValueError(f"training cases differ in their number of channels ({in_channels} in "
-                     "the first)")
-  val, test = _read(splits["val"], num_classes), _read(splits["test"], num_classes)
-  roi = _roi(config.roi, ndim)
-  for case in train:
-    case["image"] = transforms.spatial_pad(case["image"], roi)
-    case["label"] = transforms.spatial_pad(case["label"][None], roi)
-  class_names = [label_names.get(str(c), str(c)) for c in range(1, num_classes)]
-  sizes = {k: len(v) for k, v in splits.items()}
-  log(f"task {config.task}: {ndim}D, {in_channels} channel(s), {num_classes} classes; "
-      f"cases: {sizes}")
+  task, data, sizes = _task_and_data(config)
+  output = _output(task, config)
+  num_outputs = 1 if output in ("sigmoid", "regression") else task.num_classes
+  ndim, in_channels = task.ndim, task.in_channels
+  total_steps, eval_every, warmup = _schedule_lengths(config, sizes["train"])
+  log(f"task {task.name} ({task.kind}, {ndim}D, {in_channels} channel(s), "
+      f"{task.num_classes} classes): cases {sizes}; {total_steps} steps")
 
-  pretrained = None
+  pretrained, features = None, 32
   model_name = config.model
   if config.init != "scratch":
     pretrained, pre_config, pre_step = pretrain_job.load_model(config.init)
     if pre_config.synthesis.ndim != ndim:
       raise ValueError(f"init {config.init!r} was pre-trained in {pre_config.synthesis.ndim}D,"
                        f" the data is {ndim}D")
+    if pre_config.synthesis.channels != in_channels:
+      log(f"note: pre-trained on {pre_config.synthesis.channels} channel(s), the data has "
+          f"{in_channels}: the first layer does not transfer")
     model_name = model_name or pre_config.model
+    features = pre_config.out_channels
     log(f"initialising from {config.init} (step {pre_step}, model {pre_config.model})")
-  model_name = models.resolve(model_name or DEFAULT_MODEL)
+  model_name = models.resolve(model_name or DEFAULT_MODELS[ndim])
 
   mesh = mesh_lib.make_mesh()
-  tx, schedule = optimizer.make(config.optim, config.total_steps)
+  optim = config.optim.copy_and_resolve_references()
+  optim.warmup_steps = warmup
+  tx, schedule = optimizer.make(optim, total_steps)
+  if config.probe:
+    tx = finetune.probe_tx(tx)
+  pooled = task.kind != "segmentation"
 
   def make_model():
-    return models.create(model_name, ndim, in_channels, num_classes,
-                         rngs=models.init_rngs(config.seed))
+    return models.create_downstream(model_name, ndim, in_channels, num_outputs,
+                                    head=config.head, pooled=pooled, features=features,
+                                    rngs=models.init_rngs(config.seed))
 
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
-  log(f"model {model_name} ({ndim}D): "
-      f"{models.count_params(model_name, ndim, in_channels, num_classes):,} parameters; "
-      f"{mesh.shape['data']} devices, {jax.process_count()} processes")
+  log(f"model {model_name} ({ndim}D), head {config.head}{', linear probe' * config.probe}: "
+      f"{models.count_params(model_name, ndim, in_channels, features):,} backbone parameters"
+      f"; {mesh.shape['data']} devices, {jax.process_count()} processes")
 
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints)
@@ -246,8 +345,7 @@ def run(config, workdir):
       state = state_lib.create(make_model, tx, abstract)
       if pretrained is not None:
         model = make_model()
-        report = transfer.copy_matching(model, pretrained)
-        text = transfer.summary(report)
+        text = transfer.summary(transfer.copy_matching(model.backbone, pretrained))
         log(text)
         if jax.process_index() == 0:
           with open(os.path.join(workdir, "transfer.txt"), "w") as f:
@@ -259,49 +357,57 @@ def run(config, workdir):
       return state
 
     first_step, state = checkpointer.start(abstract, create)
-    if first_step >= config.total_steps:
-      log(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
+    if first_step >= total_steps:
+      log(f"nothing to do: step {first_step} >= total_steps {total_steps}")
       return
 
     step_fn = finetune.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule,
-                                 num_classes=num_classes)
-    predict = finetune.make_predict(graphdef, roi, config.overlap)
+                                 output=output, probe=config.probe)
+    if pooled:
+      score = finetune.make_score(graphdef, output)
+      evaluate = lambda params, rest, samples: evaluate_pooled(  # noqa: E731
+          score, params, rest, samples, task, config.batch_size)
+    else:
+      segment = finetune.make_segment(graphdef, task.roi, config.overlap, output)
+      evaluate = lambda params, rest, samples: evaluate_segmentation(  # noqa: E731
+          segment, params, rest, samples, task)
+    key = task.metrics[0]
+    sign = -1.0 if key in LOWER_IS_BETTER else 1.0
     sharding = finetune.batch_sharding(mesh)
-    best = {"dice": -math.inf, "step": None, "metrics": None, "params": None}
+    best = {"score": -math.inf, "step": None, "metrics": None, "params": None}
     counter = [first_step]
 
     def validate(state, step):
       start = time.perf_counter()
-      summary = evaluate(predict, state["params"], state["rest"], val, num_classes,
-                         class_names)
-      record = dict(step=step, **{k: summary[k] for k in ("dice", "hd95", "nsd")})
+      summary = evaluate(state["params"], state["rest"], data["val"])
+      record = dict(step=step, **{k: v for k, v in summary.items() if np.isscalar(v)})
       if jax.process_index() == 0:
         with open(os.path.join(workdir, "val_metrics.jsonl"), "a") as f:
           f.write(json.dumps(_clean(record), allow_nan=False) + "\n")
-      dice = summary["dice"] if math.isfinite(summary["dice"]) else -1.0
-      if best["params"] is None or dice > best["dice"]:
+      value = summary[key]
+      score_value = sign * value if math.isfinite(value) else -math.inf
+      if best["params"] is None or score_value > best["score"]:
         # Host copies: the device state is donated to the next step.
-        best.update(dice=dice, step=step, metrics=summary,
+        best.update(score=score_value, step=step, metrics=summary,
                     params=jax.device_get((state["params"], state["rest"])))
-        _write_json(os.path.join(workdir, "best_val.json"),
-                    {"step": step, "val": summary})
-      log(f"step {step}: validation dice {summary['dice']:.4f} (best {best['dice']:.4f} "
-          f"at step {best['step']}; {time.perf_counter() - start:.1f} s)")
+        _write_json(os.path.join(workdir, "best_val.json"), {"step": step, "val": summary})
+      log(f"step {step}: validation {key} {value:.4f} (best {sign * best['score']:.4f} at "
+          f"step {best['step']}; {time.perf_counter() - start:.1f} s)")
 
     def train_step(state):
       step = counter[0]
-      batch = make_batch(train, roi, config.batch_size, config.seed, step)
-      batch = jax.device_put(batch, sharding)
-      state, metrics = step_fn(state, batch)
+      batch = pipeline.make_batch(task, data["train"], task.roi, config.batch_size,
+                                  config.seed, step)
+      state, metrics = step_fn(state, jax.device_put(batch, sharding))
       counter[0] = done = step + 1
-      if done % config.eval_every == 0 or done == config.total_steps:
+      if done % eval_every == 0 or done == total_steps:
         validate(state, done)
       return state, metrics
 
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=True, resume_step=first_step)
     try:
       state, _, stopped = loop.run(
-          train_step, state, first_step=first_step, total_steps=config.total_steps,
+          train_step, state, first_step=first_step, total_steps=total_steps,
           batch_size=config.batch_size, checkpointer=checkpointer, writer=writer,
           log_every=config.log_every, checkpoint_every=config.checkpoint_every,
           desc="finetune")
@@ -313,15 +419,16 @@ def run(config, workdir):
     return
 
   params, rest = best["params"]
-  test_summary = evaluate(predict, params, rest, test, num_classes, class_names)
+  test_summary = evaluate(params, rest, data["test"])
+  class_names = list(task.classes[1:] if task.kind == "segmentation" else task.classes)
   results = {
-      "task": config.task, "init": config.init, "model": model_name, "seed": config.seed,
+      "task": config.task, "kind": task.kind, "init": config.init, "model": model_name,
+      "head": config.head, "probe": config.probe, "seed": config.seed,
       "train_fraction": config.train_fraction, "split_sizes": sizes,
-      "num_classes": num_classes, "class_names": class_names,
-      "selected_step": best["step"], "val": best["metrics"], "test": test_summary,
+      "num_classes": task.num_classes, "class_names": class_names, "total_steps": total_steps,
+      "selection_metric": key, "selected_step": best["step"], "val": best["metrics"],
+      "test": test_summary,
   }
   _write_json(os.path.join(workdir, "results.json"), results)
-  log(f"test (step {best['step']}): dice {test_summary['dice']:.4f}, "
-      f"hd95 {test_summary['hd95']:.2f}, nsd {test_summary['nsd']:.4f}; "
-      f"{os.path.join(workdir, 'results.json')}")
-
+  shown = ", ".join(f"{k} {test_summary[k]:.4f}" for k in task.metrics)
+  log(f"test (step {best['step']}): {shown}; {os.path.join(workdir, 'results.json')}")

@@ -6,6 +6,7 @@ import math
 from flax import nnx
 import jax
 
+from rasd_jax.models.heads import Downstream
 from rasd_jax.models.swin_unetr import SwinUNETR
 from rasd_jax.models.unet import UNet
 
@@ -56,6 +57,30 @@ def init_rngs(seed):
 def create(name, ndim, in_channels=1, out_channels=32, *, rngs):
   constructor, settings = MODELS[resolve(name)]
   return constructor(ndim, in_channels, out_channels, rngs=rngs, **settings)
+
+
+HEADS = ("add", "replace")
+
+
+def create_downstream(name, ndim, in_channels, num_outputs, *, head="add", pooled=False,
+                      features=32, rngs):
+  """The network `name` for a downstream task with `num_outputs` outputs.
+
+  head "add": the network keeps its `features` output channels (the pre-training width, 32 by
+  default) and a new linear layer maps them to the outputs (per voxel, or after global
+  average pooling when `pooled`). head "replace": the network is made with `num_outputs`
+  output channels (its last layer does not transfer from a pre-training checkpoint); dense
+  outputs only.
+  """
+  if head not in HEADS:
+    raise ValueError(f"head {head!r}: one of {HEADS}")
+  if head == "replace":
+    if pooled:
+      raise ValueError("head 'replace' gives dense outputs; pooled outputs (classification, "
+                       "regression) need head 'add'")
+    return Downstream(create(name, ndim, in_channels, num_outputs, rngs=rngs), None, False)
+  backbone = create(name, ndim, in_channels, features, rngs=rngs)
+  return Downstream(backbone, nnx.Linear(features, num_outputs, rngs=rngs), pooled)
 
 
 def count_params(name, ndim, in_channels=1, out_channels=32):

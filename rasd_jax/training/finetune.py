@@ -1,9 +1,16 @@
-"""The fine-tuning step for segmentation: Dice + CE (objectives.segmentation), AdamW update.
+"""The fine-tuning step and the evaluation functions, for every downstream kind.
 
-`step(state, batch) -> (state, metrics)` is pure and jitted with the state donated; the batch
-{'image': (B, *roi, C) float32, 'label': (B, *roi) int32} comes from the host, sharded over
-the mesh axis 'data'. `make_predict` gives the evaluation function: sliding-window inference
-(Gaussian weights) with the model in eval mode (batch-norm running statistics), then argmax.
+The model is a `models.Downstream` (a backbone and a head). `step(state, batch) -> (state,
+metrics)` is pure and jitted with the state donated; the batch {'image': (B, *S, C) float32,
+'label': ...} comes from the host, sharded over the mesh axis 'data'. Losses by output:
+- 'softmax' (segmentation): Dice + CE (objectives.segmentation), labels (B, *S) int32;
+- 'sigmoid' (binary segmentation, one output channel): sigmoid Dice + BCE, labels 0/1;
+- 'classification': cross-entropy, labels (B,) int32;
+- 'multilabel': binary cross-entropy, labels (B, L) float32 0/1;
+- 'regression': L1, labels (B,) float32 against the single output.
+A linear probe (`probe=True`) trains the head alone: the backbone's parameters get no
+gradient (and `probe_tx` gives them no update, weight decay included) and it runs in eval
+mode, so its batch-norm statistics stay those it came with.
 """
 
 from flax import nnx
@@ -14,8 +21,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rasd_jax.evaluation import sliding_window
+from rasd_jax.objectives import classification
 from rasd_jax.objectives import segmentation
 from rasd_jax.training import state as state_lib
+from rasd_jax.training.checkpoint import path_name
+
+OUTPUTS = ("softmax", "sigmoid", "classification", "multilabel", "regression")
 
 
 def batch_sharding(mesh):
@@ -23,13 +34,49 @@ def batch_sharding(mesh):
   return NamedSharding(mesh, P("data"))
 
 
-def make_step(graphdef, abstract_state, mesh, *, tx, schedule, num_classes):
+def loss(output, logits, labels):
+  """{'loss', ...} of `output` (one of OUTPUTS)."""
+  if output == "softmax":
+    return segmentation.dice_ce_loss(logits, labels, logits.shape[-1])
+  if output == "sigmoid":
+    return segmentation.sigmoid_dice_ce_loss(logits, labels)
+  if output == "classification":
+    return {"loss": classification.cross_entropy(logits, labels)}
+  if output == "multilabel":
+    return {"loss": classification.binary_cross_entropy(logits, labels)}
+  if output == "regression":
+    return {"loss": classification.l1(logits[..., 0], labels)}
+  raise ValueError(f"output {output!r}: one of {OUTPUTS}")
+
+
+def _is_head(path):
+  return path_name(path).startswith("head/")
+
+
+def probe_tx(tx):
+  """`tx` for the head's parameters, no update at all for the others."""
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "head" if _is_head(path) else "frozen", params)
+  return optax.multi_transform({"head": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _merge(graphdef, params, rest, probe):
+  # copy: fresh variables of this trace, which the model updates (batch statistics).
+  model = nnx.merge(graphdef, params, rest, copy=True)
+  if probe:
+    model.backbone.eval()
+  return model
+
+
+def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=False):
   def step(state, batch):
     def loss_fn(params):
-      # copy: fresh variables of this trace, which the model updates (batch statistics).
-      model = nnx.merge(graphdef, params, state["rest"], copy=True)
-      logits = model(batch["image"])
-      out = segmentation.dice_ce_loss(logits, batch["label"], num_classes)
+      if probe:
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, x: x if _is_head(path) else jax.lax.stop_gradient(x), params)
+      model = _merge(graphdef, params, state["rest"], probe)
+      out = loss(output, model(batch["image"]), batch["label"])
       return out["loss"], (out, nnx.state(model, nnx.Not(nnx.Param)))
 
     (_, (out, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -43,15 +90,38 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, num_classes):
                  out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
 
 
-def make_predict(graphdef, roi, overlap, batch_size=4):
-  """`(params, rest, image (1, *spatial, C)) -> int32 label map (*spatial)`, jitted."""
+def make_segment(graphdef, roi, overlap, output, batch_size=4):
+  """`(params, rest, image (1, *S, C)) -> int32 label map (*S)`, jitted: sliding-window
+  inference (Gaussian weights) in eval mode, then argmax ('softmax') or p > 0.5
+  ('sigmoid')."""
 
   @jax.jit
-  def predict(params, rest, image):
+  def segment(params, rest, image):
     model = nnx.merge(graphdef, params, rest, copy=True)
     model.eval()
     logits = sliding_window.sliding_window_inference(
         image, tuple(roi), model, overlap=overlap, mode="gaussian", batch_size=batch_size)
+    if output == "sigmoid":
+      return (logits[0, ..., 0] > 0).astype(jnp.int32)
     return jnp.argmax(logits[0], axis=-1).astype(jnp.int32)
 
-  return predict
+  return segment
+
+
+def make_score(graphdef, output):
+  """`(params, rest, images (B, *S, C)) -> (B, N)`, jitted, in eval mode: class
+  probabilities ('classification': softmax; 'multilabel': sigmoid) or the regression
+  value (N = 1)."""
+
+  @jax.jit
+  def score(params, rest, images):
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    model.eval()
+    logits = model(images).astype(jnp.float32)
+    if output == "classification":
+      return jax.nn.softmax(logits, axis=-1)
+    if output == "multilabel":
+      return jax.nn.sigmoid(logits)
+    return logits
+
+  return score

@@ -1,16 +1,24 @@
 """AdamW with a learning-rate schedule and optional gradient clipping, from `config.optim`.
 
 Defaults are the reference's (METHOD.md section 5): lr 1e-5, betas (0.9, 0.999), eps 1e-8,
-weight decay 0.01 on every parameter, constant rate, no clipping.
+weight decay 0.01 on every parameter, constant rate, no clipping. `algorithm` picks the update
+as torch names it (the downstream reference uses all three): "adamw" (decoupled weight decay),
+"adamw_amsgrad" (the same with AMSGrad's running maximum of the second moment; optax takes it
+over the bias-corrected moments, torch over the raw ones, so early steps differ) and "adam"
+(weight decay as an L2 term added to the gradient, torch.optim.Adam's weight_decay).
 """
 
 import ml_collections
 import optax
 
 
+ALGORITHMS = ("adamw", "adamw_amsgrad", "adam")
+
+
 def get_config(lr=1e-5, weight_decay=0.01, schedule="constant", warmup_steps=0,
-               clip_norm=0.0):
+               clip_norm=0.0, algorithm="adamw"):
   return ml_collections.ConfigDict(dict(
+      algorithm=algorithm,      # one of ALGORITHMS
       lr=lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay,
       schedule=schedule,        # one of SCHEDULES
       warmup_steps=warmup_steps,  # linear from 0, then the schedule
@@ -49,8 +57,17 @@ def learning_rate(optim, total_steps):
 def make(optim, total_steps):
   """(optax transformation, schedule)."""
   schedule = learning_rate(optim, total_steps)
-  tx = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                   weight_decay=optim.weight_decay)
+  if optim.algorithm not in ALGORITHMS:
+    raise ValueError(f"optim.algorithm = {optim.algorithm!r}; available: {list(ALGORITHMS)}")
+  decay = optax.add_decayed_weights(optim.weight_decay)
+  lr = optax.scale_by_learning_rate(schedule)
+  if optim.algorithm == "adam":
+    tx = optax.chain(decay, optax.scale_by_adam(optim.b1, optim.b2, optim.eps), lr)
+  elif optim.algorithm == "adamw_amsgrad":
+    tx = optax.chain(optax.scale_by_amsgrad(optim.b1, optim.b2, optim.eps), decay, lr)
+  else:
+    tx = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                     weight_decay=optim.weight_decay)
   if optim.clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(optim.clip_norm), tx)
   return tx, schedule

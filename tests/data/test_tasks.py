@@ -39,9 +39,30 @@ def test_task_checks_its_fields():
   for change, message in [({"roi": (128, 128, 128)}, "roi"), ({"kind": "detection"}, "kind"),
                           ({"classes": ("vessel", "background")}, "background"),
                           ({"metrics": ("dice", "aupr")}, "extra_metrics"),
-                          ({"layout": "zip"}, "layout"), ({"modality": "PET"}, "modality")]:
+                          ({"layout": "zip"}, "layout"), ({"modality": "PET"}, "modality"),
+                          ({"files": {"json": "DRIVE.json"}}, "'train'"),
+                          ({"files": {**fields["files"], "mask": "x"}}, r"unknown keys \['mask'\]"),
+                          ({"files": {**fields["files"], "folds": 2}}, "'folds' goes with")]:
     with pytest.raises(ValueError, match=message):
       tasks.Task(**{**fields, **change})
+
+
+def test_task_checks_its_files_per_layout():
+  fields = {field.name: getattr(tasks.get("cdd_cesm"), field.name)
+            for field in dataclasses.fields(tasks.Task)}
+  spec = fields["files"]["train"]
+  for files, message in [
+      ({"train": {**spec, "label_names": {"Normal": "healthy"}}}, "not classes"),
+      ({"train": {**spec, "sheet": 1}}, r"unknown keys \['sheet'\]"),
+      ({"train": {"csv": "a.csv", "image": "image"}}, r"missing keys \['label'\]"),
+      ({"train": "train"}, "a dict or a list of dicts"),
+      ({"train": {"csv": "fold{fold}.csv", "image": "i", "label": "l"}}, "'folds' goes with")]:
+    with pytest.raises(ValueError, match=message):
+      tasks.Task(**{**fields, "files": files})
+  bfmr = {field.name: getattr(tasks.get("bfmr"), field.name)
+          for field in dataclasses.fields(tasks.Task)}
+  with pytest.raises(ValueError, match="must be a folder"):
+    tasks.Task(**{**bfmr, "files": {"train": {"images": "x"}}})
 
 
 def test_counts():
@@ -65,6 +86,9 @@ def test_task_is_valid(task):
   assert all(size is None or (isinstance(size, int) and size > 0) for size in task.roi)
   assert task.in_channels >= 1
   assert task.layout in tasks.LAYOUTS and task.layout_notes and task.split
+  assert task.files and "train" in task.files and set(task.files) <= set(tasks.SPLITS) | {
+      "folds", "json", "fold_key", "val_tail", "image", "label", "images", "masks", "pattern",
+      "ids", "csv", "label_names", "fieldnames", "delimiter", "where"}
   assert callable(getattr(readers, tasks.LAYOUTS[task.layout]))
   assert len(set(task.classes)) == len(task.classes)
   if task.kind == "segmentation":
@@ -75,8 +99,6 @@ def test_task_is_valid(task):
     assert task.classes == ()
   else:
     assert len(task.classes) >= 2
-  if task.layout == "class_folders":  # the reader numbers the classes in sorted order
-    assert list(task.classes) == sorted(task.classes)
   # Metrics the module computes for this kind; the others only as extra_metrics.
   assert task.metrics and set(task.metrics) <= METRIC_KEYS[task.kind]
   assert not set(task.extra_metrics) & set.union(*METRIC_KEYS.values())
@@ -127,6 +149,11 @@ def test_reference_values():
   assert tasks.get("luna16").metrics == ("auc",)
   assert {"idrid_grading", "idrid_lesion_seg", "mmotu_seg", "mmotu_cls"} <= set(tasks.TASKS)
   assert tasks.get("mmotu_cls").num_classes == 8
+  assert tasks.get("brats21").files["folds"] == 5 and tasks.get("segthor").files["val_tail"] == 8
+  mrnet_files = tasks.get("mrnet_acl").files
+  assert mrnet_files["val"]["csv"] == "valid-acl.csv" and mrnet_files["fieldnames"]
+  assert [p.split("/")[1] for p in mrnet_files["train"]["image"]] == [
+      "axial", "coronal", "sagittal"]
 
 
 def test_unknown_name_suggests_the_closest():

@@ -209,3 +209,18 @@ def test_pos_crop_2d():
   (image_crop, label_crop), = T.rand_crop_by_pos_neg_label(image, label, (4, 4), 1, 0, 1,
                                                           np.random.default_rng(2))
   assert image_crop.shape == (3, 4, 4) and label_crop[0, 2, 2] == 1
+
+
+def test_resize_matches_align_corners_false_interpolation():
+  row = np.arange(4.0)[None, None]  # (1, 1, 4)
+  # Upsampling 4 -> 8: output i samples input (i + 0.5) / 2 - 0.5, the edges repeat.
+  up = T.resize(row, (None, 8))
+  assert up.shape == (1, 1, 8) and up.dtype == np.float32
+  np.testing.assert_allclose(up[0, 0], [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3])
+  # Downsampling 4 -> 2 averages neighbour pairs; None keeps the axis.
+  np.testing.assert_allclose(T.resize(row, (1, 2))[0, 0], [0.5, 2.5])
+  labels = np.array([[[0, 1, 2, 3]]], np.int32)
+  np.testing.assert_array_equal(T.resize(labels, (1, 2), order=0)[0, 0], [1, 3])
+  assert T.resize(labels, (1, 2), order=0).dtype == np.int32
+  with pytest.raises(ValueError, match="one entry per spatial axis"):
+    T.resize(row, (8,))

@@ -3,6 +3,8 @@ folder: 2D slices of the MNI152 brain tissue demo (rasd_jax.data.demo), saved as
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -84,14 +86,93 @@ def test_scratch_and_pretrained(tmp_path, dataset):
   check_results(w, str(pre))
   report = open(w / "transfer.txt").read()
   assert report.startswith("loaded ") and int(report.split()[1]) > 0
-  assert "not loaded" in report and "kernel" in report  # the head: 32 channels vs 4 classes
+  # head "add": the whole pre-trained network loads, the new linear head stays as initialised.
+  assert report.strip().count("\n") == 0, report
 
 
 def test_errors(tmp_path, dataset):
   out = run(tmp_path / "w", check=False)
-  assert out.returncode and "error: task=custom needs data.json" in out.stderr
+  assert out.returncode and "error: task=custom needs exactly one of data.json" in out.stderr
   out = run(tmp_path / "w2", f"--config.data.json={dataset}", "--config.init=/nonexistent",
             check=False)
   assert out.returncode and "error: init '/nonexistent'" in out.stderr
   out = run(tmp_path / "w3", config="experiments/finetune.py:task=brats", check=False)
-  assert out.returncode and "error: unknown task 'brats'" in out.stderr
+  assert out.returncode and "unknown task 'brats'" in out.stderr and "brats21" in out.stderr
+  out = run(tmp_path / "w4", config="experiments/finetune.py:task=btcv", check=False)
+  assert out.returncode and "error: task=btcv needs data.dir" in out.stderr
+
+
+def broken_copy(dataset, tmp_path, name, change):
+  """A copy of the dataset folder with case 0 (a training case) broken by `change(root)`."""
+  root = tmp_path / name
+  shutil.copytree(os.path.dirname(dataset), root)
+  change(root)
+  return str(root / "dataset.json")
+
+
+def save(path, array, affine=None):
+  nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), path)
+
+
+BROKEN = {
+    "missing": (lambda r: os.remove(r / "images" / "case0.nii.gz"),
+                r"1 file\(s\) listed in .*dataset.json do not exist: .*case0.nii.gz"),
+    "shape": (lambda r: save(r / "labels" / "case0.nii.gz", np.zeros((40, 48), np.uint8),
+                             nib.load(r / "images" / "case0.nii.gz").affine),
+              "labels/case0.nii.gz has spatial shape"),
+    "affine": (lambda r: save(r / "labels" / "case0.nii.gz", np.zeros((48, 48), np.uint8)),
+               "case0.nii.gz and .*case0.nii.gz differ in affine"),
+    "range": (lambda r: save(r / "labels" / "case0.nii.gz", np.full((48, 48), 9, np.uint8),
+                             nib.load(r / "images" / "case0.nii.gz").affine),
+              "labels/case0.nii.gz.*outside"),
+    "nan": (lambda r: save(r / "images" / "case0.nii.gz", np.full((48, 48), np.nan, np.float32),
+                           nib.load(r / "images" / "case0.nii.gz").affine),
+            "images/case0.nii.gz has 2304 NaN/Inf voxels"),
+    "unreadable": (lambda r: open(r / "images" / "case0.nii.gz", "wb").write(b"not a nifti"),
+                   "images/case0.nii.gz"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_bad_input_names_the_file(tmp_path, dataset, kind):
+  """Each broken case stops the job before any JAX work with an error naming the file; with
+  data.skip_bad the readable cases still train (shown for the unreadable file)."""
+  change, message = BROKEN[kind]
+  broken = broken_copy(dataset, tmp_path, kind, change)
+  out = run(tmp_path / "w", f"--config.data.json={broken}", *TINY, check=False)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  error = out.stderr.strip().splitlines()[-1]
+  assert error.startswith("error: ") and re.search(message, error), error
+  if kind == "unreadable":
+    w = tmp_path / "skip"
+    out = run(w, f"--config.data.json={broken}", "--config.data.skip_bad=true", *TINY)
+    assert "skipping case" in out.stderr and "case0.nii.gz" in out.stderr
+    assert json.load(open(w / "results.json"))["split_sizes"]["train"] == 2
+
+
+def test_custom_classification_from_class_folders(tmp_path):
+  """One folder per class of real 32x32 PNG tiles of the nuclei image: tiles with many nucleus
+  pixels against tiles with few. Trains a pooled head, then a linear probe on it."""
+  from PIL import Image
+  from rasd_jax.data import demo
+  task = demo.nuclei()
+  image = (task.image[0] * 255).astype(np.uint8)
+  tiles = [(image[y:y + 32, x:x + 32], task.label[0][y:y + 32, x:x + 32].mean())
+           for y in range(0, 512, 32) for x in range(0, 512, 32)]
+  tiles.sort(key=lambda t: t[1])
+  for name, chosen in (("few", tiles[:10]), ("many", tiles[-10:])):
+    os.makedirs(tmp_path / "tiles" / name)
+    for i, (tile, _) in enumerate(chosen):
+      Image.fromarray(tile).save(tmp_path / "tiles" / name / f"{i}.png")
+  w = tmp_path / "cls"
+  out = run(w, f"--config.data.folders={tmp_path / 'tiles'}", *TINY)
+  results = json.load(open(w / "results.json"))
+  assert results["kind"] == "classification" and results["class_names"] == ["few", "many"]
+  assert results["split_sizes"] == {"train": 12, "val": 4, "test": 4}
+  assert results["selection_metric"] == "accuracy"
+  for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc"):
+    assert 0 <= results["test"][key] <= 1
+  assert "test (step" in out.stdout
+  probe = tmp_path / "probe"
+  run(probe, f"--config.data.folders={tmp_path / 'tiles'}", "--config.probe=true", *TINY)
+  assert json.load(open(probe / "results.json"))["probe"] is True

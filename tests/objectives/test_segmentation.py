@@ -73,3 +73,19 @@ def test_wrong_channel_count_is_an_error():
   logits, labels, k = inputs()
   with pytest.raises(ValueError, match="channels"):
     segmentation.dice_ce_loss(jnp.asarray(logits), jnp.asarray(labels), k + 1)
+
+
+def test_sigmoid_form_by_hand():
+  """One sample of 4 voxels: p = sigmoid(logits), labels 1 1 0 0."""
+  logits = np.array([2.0, -1.0, 0.5, -3.0])
+  labels = np.array([1, 1, 0, 0])
+  p = 1 / (1 + np.exp(-logits))
+  dice = 1 - (2 * (p[0] + p[1]) + 1e-5) / (p.sum() + 2 + 1e-5)
+  bce = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+  out = segmentation.sigmoid_dice_ce_loss(jnp.asarray(logits)[None, :, None],
+                                          jnp.asarray(labels)[None])
+  np.testing.assert_allclose(out["dice_loss"], dice, rtol=1e-5)
+  np.testing.assert_allclose(out["ce"], bce, rtol=1e-5)
+  np.testing.assert_allclose(out["loss"], dice + bce, rtol=1e-5)
+  with pytest.raises(ValueError, match="one output channel"):
+    segmentation.sigmoid_dice_ce_loss(jnp.zeros((1, 4, 2)), jnp.zeros((1, 4), int))

@@ -51,3 +51,38 @@ def test_bad_settings_are_clear_errors(change, message):
   optim.update(change)
   with pytest.raises(ValueError, match=message):
     optimizer.make(optim, total_steps=10)
+
+
+def test_torch_algorithms_first_and_second_steps():
+  """Two steps by hand. adam: wd as L2 in the gradient; adamw_amsgrad: decoupled wd, and the
+  second-moment maximum (of the bias-corrected moments, optax's form) keeps step 2 smaller
+  when the gradient shrinks."""
+  lr, wd, b1, b2, eps = 0.1, 0.5, 0.9, 0.999, 1e-8
+  w0, g1, g2 = 1.0, 2.0, 0.5
+  params = {"w": jnp.array([w0])}
+
+  def run(algorithm):
+    tx, _ = optimizer.make(optimizer.get_config(lr=lr, weight_decay=wd, algorithm=algorithm), 10)
+    state, w, out = tx.init(params), params, []
+    for g in (g1, g2):
+      updates, state = tx.update({"w": jnp.array([g])}, state, w)
+      w = optax.apply_updates(w, updates)
+      out.append(float(w["w"][0]))
+    return out
+
+  def adam_like(l2, amsgrad):
+    w, m, v, vmax, out = w0, 0.0, 0.0, 0.0, []
+    for t, g in enumerate((g1, g2), 1):
+      g = g + (wd * w if l2 else 0.0)
+      m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+      vmax = max(vmax, v / (1 - b2 ** t)) if amsgrad else v / (1 - b2 ** t)
+      step = (m / (1 - b1 ** t)) / (np.sqrt(vmax) + eps)
+      w = w - lr * (step + (0.0 if l2 else wd * w))
+      out.append(w)
+    return out
+
+  np.testing.assert_allclose(run("adam"), adam_like(l2=True, amsgrad=False), rtol=1e-5)
+  np.testing.assert_allclose(run("adamw_amsgrad"), adam_like(l2=False, amsgrad=True), rtol=1e-5)
+  np.testing.assert_allclose(run("adamw"), adam_like(l2=False, amsgrad=False), rtol=1e-5)
+  with pytest.raises(ValueError, match="optim.algorithm = 'sgd'"):
+    optimizer.make(optimizer.get_config(algorithm="sgd"), 10)

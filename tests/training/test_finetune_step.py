@@ -1,0 +1,105 @@
+"""The fine-tuning step on a real tiny network: every output kind trains, a linear probe
+changes the head only, and the heads have the documented shapes and transfer."""
+
+from flax import nnx
+import jax
+import numpy as np
+import pytest
+
+from rasd_jax import models
+from rasd_jax.training import finetune
+from rasd_jax.training import mesh as mesh_lib
+from rasd_jax.training import optimizer
+from rasd_jax.training import state as state_lib
+from rasd_jax.training import transfer
+
+SIZE = 16
+
+
+def setup(output, num_outputs, probe=False, head="add"):
+  pooled = output in ("classification", "multilabel", "regression")
+
+  def make_model():
+    return models.create_downstream("unet_tiny", 2, 1, num_outputs, head=head, pooled=pooled,
+                                    rngs=models.init_rngs(0))
+
+  mesh = mesh_lib.make_mesh()
+  tx, schedule = optimizer.make(optimizer.get_config(lr=1e-2, weight_decay=0.1), 10)
+  if probe:
+    tx = finetune.probe_tx(tx)
+  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  state = state_lib.create(make_model, tx, abstract)
+  step = finetune.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule, output=output,
+                            probe=probe)
+  return graphdef, state, step
+
+
+def batch(output, rng):
+  image = rng.random((4, SIZE, SIZE, 1), dtype=np.float32)
+  label = {"softmax": (image[..., 0] > 0.5).astype(np.int32) * 2,
+           "sigmoid": (image[..., 0] > 0.5).astype(np.int32),
+           "classification": np.array([0, 1, 2, 1], np.int32),
+           "multilabel": np.array([[0, 1], [1, 1], [0, 0], [1, 0]], np.float32),
+           "regression": np.array([10.0, 20.0, 5.0, 1.0], np.float32)}[output]
+  return {"image": image, "label": label}
+
+
+@pytest.mark.parametrize("output,num_outputs", [
+    ("softmax", 3), ("sigmoid", 1), ("classification", 3), ("multilabel", 2),
+    ("regression", 1)])
+def test_each_output_lowers_its_loss(output, num_outputs):
+  _, state, step = setup(output, num_outputs)
+  data = batch(output, np.random.default_rng(0))
+  losses = []
+  for _ in range(8):
+    state, metrics = step(state, data)
+    losses.append(float(metrics["loss"]))
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
+def test_probe_trains_the_head_only():
+  graphdef, state, step = setup("softmax", 3, probe=True)
+  before = jax.device_get((state["params"], state["rest"]))
+  data = batch("softmax", np.random.default_rng(1))
+  for _ in range(3):
+    state, _ = step(state, data)
+  params, rest = jax.device_get((state["params"], state["rest"]))
+  changed = {name for name, leaf in transfer._named(params).items()
+             if not np.array_equal(leaf, transfer._named(before[0])[name])}
+  assert changed == {"head/kernel", "head/bias"}
+  # The backbone ran in eval mode: its batch-norm statistics did not move.
+  for name, leaf in transfer._named(rest).items():
+    np.testing.assert_array_equal(leaf, transfer._named(before[1])[name], err_msg=name)
+
+
+def test_heads_shapes_and_transfer():
+  rngs = models.init_rngs(0)
+  x = np.zeros((2, SIZE, SIZE, 1), np.float32)
+  dense = models.create_downstream("unet_tiny", 2, 1, 4, rngs=rngs)
+  pooled = models.create_downstream("unet_tiny", 2, 1, 5, pooled=True, rngs=rngs)
+  replaced = models.create_downstream("unet_tiny", 2, 1, 4, head="replace", rngs=rngs)
+  assert dense(x).shape == (2, SIZE, SIZE, 4) and replaced(x).shape == (2, SIZE, SIZE, 4)
+  assert pooled(x).shape == (2, 5)
+  pretrained = models.create("unet_tiny", 2, 1, 32, rngs=models.init_rngs(1))
+  report = transfer.copy_matching(dense.backbone, pretrained)
+  assert not report["shape_mismatch"] and not report["missing"]
+  report = transfer.copy_matching(replaced.backbone, pretrained)
+  assert report["shape_mismatch"]  # the last layer: 32 channels there, 4 here
+  with pytest.raises(ValueError, match="pooled outputs"):
+    models.create_downstream("unet_tiny", 2, 1, 3, head="replace", pooled=True, rngs=rngs)
+  with pytest.raises(ValueError, match="head 'top'"):
+    models.create_downstream("unet_tiny", 2, 1, 3, head="top", rngs=rngs)
+
+
+def test_score_and_segment_outputs():
+  graphdef, state, _ = setup("classification", 3)
+  score = finetune.make_score(graphdef, "classification")
+  probs = np.asarray(score(state["params"], state["rest"], batch("softmax",
+                                                                 np.random.default_rng(2))["image"]))
+  assert probs.shape == (4, 3)
+  np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+  graphdef, state, _ = setup("sigmoid", 1)
+  segment = finetune.make_segment(graphdef, (SIZE, SIZE), 0.5, "sigmoid")
+  labels = np.asarray(segment(state["params"], state["rest"],
+                              np.random.default_rng(3).random((1, 24, 20, 1), np.float32)))
+  assert labels.shape == (24, 20) and set(np.unique(labels)) <= {0, 1}
