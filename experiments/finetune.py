@@ -30,8 +30,10 @@ def _runlocal(config, ndim):
   config.eval_every = 50
   config.checkpoint_every = 50
   config.log_every = 10
-  config.optim = optimizer.get_config(lr=1e-3, weight_decay=1e-5, schedule="cosine",
-                                      warmup_steps=20)
+  # The task's update rule, at a learning rate that moves in 200 steps.
+  config.optim = optimizer.get_config(lr=1e-3, weight_decay=config.optim.weight_decay,
+                                      schedule="cosine", warmup_steps=20,
+                                      algorithm=config.optim.algorithm)
 
 
 def _registry(config, task):

@@ -176,3 +176,46 @@ def test_custom_classification_from_class_folders(tmp_path):
   probe = tmp_path / "probe"
   run(probe, f"--config.data.folders={tmp_path / 'tiles'}", "--config.probe=true", *TINY)
   assert json.load(open(probe / "results.json"))["probe"] is True
+
+
+@pytest.mark.parametrize("name", ["drive", "wsss4luad", "rsna_bone_age"])
+def test_registry_task_end_to_end(tmp_path, name):
+  """A registry task through run.py on a fixture in its official layout (written by the
+  registry's fixture test): binary sigmoid segmentation, multi-label, regression."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
+  import test_task_fixtures
+  from rasd_jax.data import tasks
+  task = tasks.get(name)
+  test_task_fixtures.WRITERS[task.layout](task, str(tmp_path / "data"))
+  w = tmp_path / "w"
+  out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.roi=(16,)", *TINY,
+            config=f"experiments/finetune.py:task={name},runlocal")
+  results = json.load(open(w / "results.json"))
+  assert results["task"] == name and results["kind"] == task.kind
+  assert results["selection_metric"] == task.metrics[0]
+  for key in task.metrics:
+    assert key in results["test"], results["test"]
+  config = json.load(open(w / "config.json"))
+  assert config["optim"]["algorithm"] == task.optim["optimizer"]
+  assert config["output"] == task.optim.get("output", "")
+  assert f"task {name} ({task.kind}" in out.stdout
+
+
+def test_region_metrics_by_hand():
+  """BraTS regions (TC = NCR + ET, WT = all, ET): each scored as the union of its classes."""
+  from rasd_jax.data import tasks
+  from rasd_jax.jobs import finetune
+  task = tasks.get("brats21")
+  target = np.zeros((4, 4, 2), np.int32)
+  target[0, :, 0] = 1  # NCR, 4 voxels
+  target[1, :, 0] = 2  # ED, 4
+  target[2, :, 0] = 3  # ET, 4
+  pred = target.copy()
+  pred[2, :, 0] = 1  # the ET voxels predicted as NCR: TC and WT unchanged, ET missed
+  sample = {"image": np.zeros((4, 4, 4, 2), np.float32), "label": target,
+            "spacing": (1.0, 1.0, 1.0)}
+  summary = finetune.evaluate_segmentation(lambda p, r, image: pred, None, None, [sample], task)
+  regions = summary["regions"]
+  assert regions["TC"]["dice"] == 1.0 and regions["WT"]["dice"] == 1.0
+  assert regions["ET"]["dice"] == 0.0
+  np.testing.assert_allclose(summary["dice_per_class"]["NCR"], 2 * 4 / (4 + 8))
