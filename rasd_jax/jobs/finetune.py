@@ -36,15 +36,18 @@ segmentation by sliding-window inference (Gaussian, `overlap`) then Dice/HD95/NS
 one forward pass per batch, then accuracy, balanced accuracy, macro F1, AUC (classification),
 AUC (multi-label) or MAE/RMSE (regression). W/val_metrics.jsonl gets one line per evaluation.
 The selection metric is the task's first metric (higher is better; MAE/RMSE lower). The best
-parameters are kept in memory (W/best_val.json says which step); after a resume the
-selection is among the evaluations of the resumed run only. At the end the selected
+parameters are saved in W/best (an Orbax checkpoint; W/best_val.json says which step and its
+scores), so a resumed run keeps selecting over the whole run. At the end the selected
 parameters are evaluated on the test cases: W/results.json. NaN/Inf are written as null.
+`load_model(W)` gives the fine-tuned network with those parameters (W/model.json holds how
+to build it).
 """
 
 import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 
@@ -74,6 +77,8 @@ MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every"
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 HOLD_OUT_FRACTION = 0.2
 LOWER_IS_BETTER = ("mae", "rmse")
+MODEL_FILE = "model.json"  # how to build the fine-tuned network (load_model)
+BEST_DIR = "best"          # the parameters of the best validation step
 CUSTOM_SOURCES = ("json", "csv", "folders")
 
 
@@ -334,12 +339,17 @@ def run(config, workdir):
                                     rngs=models.init_rngs(config.seed))
 
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  _write_json(os.path.join(workdir, MODEL_FILE), dict(
+      model=model_name, ndim=ndim, in_channels=in_channels, num_outputs=num_outputs,
+      head=config.head, pooled=pooled, features=features, output=output,
+      classes=list(task.classes)))
   log(f"model {model_name} ({ndim}D), head {config.head}{', linear probe' * config.probe}: "
       f"{models.count_params(model_name, ndim, in_channels, features):,} backbone parameters"
       f"; {mesh.shape['data']} devices, {jax.process_count()} processes")
 
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints)
+  best_checkpointer = None
   try:
     def create():
       state = state_lib.create(make_model, tx, abstract)
@@ -357,6 +367,10 @@ def run(config, workdir):
       return state
 
     first_step, state = checkpointer.start(abstract, create)
+    best_dir = os.path.join(workdir, BEST_DIR)
+    if first_step == 0 and os.path.isdir(best_dir) and jax.process_index() == 0:
+      shutil.rmtree(best_dir)  # a run that stopped before its first checkpoint
+    best_checkpointer = checkpoint.Checkpointer(best_dir, keep=1)
     if first_step >= total_steps:
       log(f"nothing to do: step {first_step} >= total_steps {total_steps}")
       return
@@ -375,22 +389,31 @@ def run(config, workdir):
     sign = -1.0 if key in LOWER_IS_BETTER else 1.0
     sharding = finetune.batch_sharding(mesh)
     best = {"score": -math.inf, "step": None, "metrics": None, "params": None}
+    best_path = os.path.join(workdir, "best_val.json")
+    if first_step and os.path.exists(best_path) and best_checkpointer.latest_step():
+      with open(best_path) as f:
+        saved = json.load(f)
+      value = saved["val"][key]
+      weights = best_checkpointer.restore({"params": abstract["params"],
+                                           "rest": abstract["rest"]})
+      best.update(score=-math.inf if value is None else sign * value, step=saved["step"],
+                  metrics=saved["val"], params=jax.device_get((weights["params"],
+                                                               weights["rest"])))
+      log(f"best validation so far: step {best['step']}, {key} {value}")
     counter = [first_step]
 
     def validate(state, step):
       start = time.perf_counter()
       summary = evaluate(state["params"], state["rest"], data["val"])
-      record = dict(step=step, **{k: v for k, v in summary.items() if np.isscalar(v)})
-      if jax.process_index() == 0:
-        with open(os.path.join(workdir, "val_metrics.jsonl"), "a") as f:
-          f.write(json.dumps(_clean(record), allow_nan=False) + "\n")
+      val_writer.write(step, **_clean({k: v for k, v in summary.items() if np.isscalar(v)}))
       value = summary[key]
       score_value = sign * value if math.isfinite(value) else -math.inf
       if best["params"] is None or score_value > best["score"]:
         # Host copies: the device state is donated to the next step.
         best.update(score=score_value, step=step, metrics=summary,
                     params=jax.device_get((state["params"], state["rest"])))
-        _write_json(os.path.join(workdir, "best_val.json"), {"step": step, "val": summary})
+        best_checkpointer.save(step, {"params": state["params"], "rest": state["rest"]})
+        _write_json(best_path, {"step": step, "val": summary})
       log(f"step {step}: validation {key} {value:.4f} (best {sign * best['score']:.4f} at "
           f"step {best['step']}; {time.perf_counter() - start:.1f} s)")
 
@@ -405,6 +428,8 @@ def run(config, workdir):
       return state, metrics
 
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=True, resume_step=first_step)
+    val_writer = metrics_lib.MetricsWriter(workdir, resume_step=first_step,
+                                           filename="val_metrics.jsonl")
     try:
       state, _, stopped = loop.run(
           train_step, state, first_step=first_step, total_steps=total_steps,
@@ -415,6 +440,8 @@ def run(config, workdir):
       writer.close()
   finally:
     checkpointer.close()
+    if best_checkpointer is not None:
+      best_checkpointer.close()
   if stopped:
     return
 
@@ -432,3 +459,36 @@ def run(config, workdir):
   _write_json(os.path.join(workdir, "results.json"), results)
   shown = ", ".join(f"{k} {test_summary[k]:.4f}" for k in task.metrics)
   log(f"test (step {best['step']}): {shown}; {os.path.join(workdir, 'results.json')}")
+
+
+def load_model(workdir):
+  """(model, spec, step): the fine-tuned network of `workdir` with the parameters of its best
+  validation step (W/best), in eval mode; spec is W/model.json (model, ndim, in_channels,
+  num_outputs, head, pooled, features, output, classes)."""
+  path = os.path.join(workdir, MODEL_FILE)
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir!r} is not a fine-tuning workdir: no {MODEL_FILE}")
+  with open(path) as f:
+    spec = json.load(f)
+
+  def make_model():
+    return models.create_downstream(
+        spec["model"], spec["ndim"], spec["in_channels"], spec["num_outputs"],
+        head=spec["head"], pooled=spec["pooled"], features=spec["features"],
+        rngs=models.init_rngs(0))
+
+  graphdef, params, rest = nnx.split(nnx.eval_shape(make_model), nnx.Param, ...)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          {"params": params, "rest": rest})
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, BEST_DIR), keep=1)
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise ValueError(f"{workdir!r} holds no best-validation weights yet ({BEST_DIR}/)")
+    weights = checkpointer.restore(abstract)
+  finally:
+    checkpointer.close()
+  model = nnx.merge(graphdef, weights["params"], weights["rest"])
+  model.eval()
+  return model, spec, step

@@ -1,4 +1,5 @@
-"""Metric writers: workdir/metrics.jsonl (one JSON object per line) and TensorBoard events.
+"""Metric writers: workdir/metrics.jsonl (or another file name; one JSON object per line) and
+TensorBoard events.
 
 Process 0 writes; other processes' writers do nothing.
 """
@@ -10,12 +11,12 @@ import jax
 
 
 class MetricsWriter:
-  """Appends `{"step": ..., **values}` lines to metrics.jsonl, optionally to TensorBoard."""
+  """Appends `{"step": ..., **values}` lines to `filename`, optionally to TensorBoard."""
 
-  def __init__(self, workdir, tensorboard=False, resume_step=None):
+  def __init__(self, workdir, tensorboard=False, resume_step=None, filename="metrics.jsonl"):
     """`resume_step`: a run resumed from that step drops the lines written after it by the
     interrupted run, so each step is recorded once (TensorBoard purges them likewise)."""
-    self._path = os.path.join(workdir, "metrics.jsonl")
+    self._path = os.path.join(workdir, filename)
     self._active = jax.process_index() == 0
     self._tensorboard = None
     if not self._active:

@@ -68,14 +68,33 @@ def check_results(workdir, init):
 
 
 def test_scratch_and_pretrained(tmp_path, dataset):
+  """Scratch: 6 steps, then resumed to 12 (the selection spans both parts); the saved best
+  weights reproduce the test score. Then from a pre-training workdir."""
   w = tmp_path / "scratch"
-  run(w, f"--config.data.json={dataset}", *TINY)
-  check_results(w, "scratch")
+  run(w, f"--config.data.json={dataset}", *TINY, "--config.total_steps=6")
+  assert json.load(open(w / "best_val.json"))["step"] == 6
+  out = run(w, f"--config.data.json={dataset}", *TINY)
+  assert "resuming from the checkpoint of step 6" in out.stdout
+  assert "best validation so far: step 6" in out.stdout
+  results = check_results(w, "scratch")
   records = [json.loads(l) for l in open(w / "metrics.jsonl")]
   assert [r["step"] for r in records] == [3, 6, 9, 12]
   assert {"loss", "dice_loss", "ce", "lr", "grad_norm"} <= set(records[0])
   assert [json.loads(l)["step"] for l in open(w / "val_metrics.jsonl")] == [6, 12]
-  assert json.load(open(w / "best_val.json"))["step"] in (6, 12)
+  assert json.load(open(w / "best_val.json"))["step"] == results["selected_step"]
+
+  from rasd_jax.data import pipeline, readers
+  from rasd_jax.evaluation import metrics, sliding_window
+  from rasd_jax.jobs import finetune
+  model, spec, step = finetune.load_model(w)
+  assert step == results["selected_step"] and spec["classes"][1:] == results["class_names"]
+  entry, = readers.load_decathlon(dataset, "test")
+  task = pipeline.custom_task("segmentation", 2, 1, spec["classes"], (32, 32))
+  sample = pipeline.prepare(task, entry)
+  logits = sliding_window.sliding_window_inference(
+      np.moveaxis(sample["image"], 0, -1)[None], (32, 32), model, overlap=0.5)
+  case = metrics.segmentation_metrics(np.argmax(np.asarray(logits[0]), -1), sample["label"], 4)
+  np.testing.assert_allclose(np.nanmean(case["dice"]), results["test"]["dice"], rtol=1e-5)
 
   pre = tmp_path / "pre"
   run(pre, "--config.model=unet_tiny", "--config.synthesis.size=32",
