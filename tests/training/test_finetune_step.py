@@ -1,7 +1,6 @@
 """The fine-tuning step on a real tiny network: every output kind trains, a linear probe
 changes the head only, and the heads have the documented shapes and transfer."""
 
-from flax import nnx
 import jax
 import numpy as np
 import pytest
