@@ -2,7 +2,7 @@
 
 import importlib
 
-JOBS = ("finetune", "pretrain", "synthesize")
+JOBS = ("finetune", "pretrain", "quickstart", "synthesize")
 
 
 def get(name):
