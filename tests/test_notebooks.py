@@ -78,3 +78,35 @@ def test_pretraining_runs(monkeypatch, tmp_path):
   assert text.count("feature image shape (32, 32, 3)") == 4, text
   assert f"pre-trained ({steps} steps): proto_acc" in text, text
   assert "resized to (32, 32)" in text, text
+
+
+def test_finetune_runs(monkeypatch, tmp_path):
+  workdir = str(tmp_path / "run")
+  steps = 6
+  outputs = _execute("finetune.ipynb", dict(MODEL="unet_tiny", ROI=32, PRETRAIN_STEPS=4,
+                                            FINETUNE_STEPS=steps, EVAL_EVERY=3,
+                                            WORKDIR=workdir), monkeypatch)
+
+  with open(os.path.join(workdir, "nuclei_decathlon", "dataset.json")) as f:
+    dataset = json.load(f)
+  assert [len(dataset[k]) for k in ("training", "validation", "test")] == [2, 2, 2]
+  runs = {"scratch": ("scratch", False), "pre-trained": (os.path.join(workdir, "pretrain"), False),
+          "linear_probe": (os.path.join(workdir, "pretrain"), True)}
+  for name, (init, probe) in runs.items():
+    with open(os.path.join(workdir, name, "results.json")) as f:
+      results = json.load(f)
+    assert (results["init"], results["probe"], results["total_steps"]) == (init, probe, steps)
+    with open(os.path.join(workdir, name, "val_metrics.jsonl")) as f:
+      assert [json.loads(line)["step"] for line in f if line.strip()] == [3, 6], name
+  assert os.path.exists(os.path.join(workdir, "pre-trained", "transfer.txt"))
+
+  # The data split, the validation curves, the test predictions.
+  assert len(_images(outputs)) == 3, "expected 3 figures"
+  text = _stdout(outputs)
+  assert re.search(r"^init +probe +selected step +val Dice +test Dice +test HD95 +test NSD$",
+                   text, re.MULTILINE), text
+  for name, probe in (("scratch", False), ("pre-trained", False), ("linear probe", True)):
+    assert re.search(rf"^{name} +{probe} +\d+ +\d\.\d{{3}} +\d\.\d{{3}}", text, re.MULTILINE), text
+    assert re.search(rf"^{name}: step \d+, test Dice \d\.\d{{3}} \(results.json: ", text,
+                     re.MULTILINE), text
+  assert "expects the image_mask_json layout" in text, text
