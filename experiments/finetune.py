@@ -70,6 +70,7 @@ def get_config(arg=None):
       label_column="label",  # ... several comma-separated columns: multi-label
       folders="",          # custom classification: one folder per class
       skip_bad=False,      # skip (with a warning) cases that cannot be read
+      threads=4,           # grain threads reading cases and making batches ahead
   ))
   config.init = "scratch"      # or a pre-training workdir
   config.model = arg.model     # "" = the init workdir's model (scratch: unet_small in 2D,

@@ -23,6 +23,10 @@ W/transfer.txt). The network is `model`, else the workdir's, else a CPU-sized de
 (per voxel for segmentation; after global average pooling for the other kinds), `head=replace`
 builds the network with the task's outputs (segmentation). `probe=True` trains the head alone.
 
+Loading. Cases are prepared once, in memory, on `data.threads` grain threads; the training
+batches are made ahead on the same number of threads (grain prefetch). One process feeds
+the whole batch.
+
 Training. Step s trains on pipeline.make_batch(task, train, roi, batch_size, seed, s): a
 resumed run sees the same batches. Losses: Dice + CE (softmax), sigmoid Dice + BCE (binary
 segmentation with `output=sigmoid`, the reference fundus form), CE, BCE (multi-label), L1
@@ -52,6 +56,7 @@ import time
 import warnings
 
 from flax import nnx
+import grain
 import jax
 import numpy as np
 
@@ -177,15 +182,24 @@ def _custom_lists(config):
   return kind, {"train": loaded.entries, "val": None, "test": None}, loaded.classes, source
 
 
-def _prepare(task, entries, skip_bad):
-  samples = []
-  for entry in entries:
+def _read_options(threads):
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, threads))
+
+
+def _prepare(task, entries, config):
+  """pipeline.prepare of every entry, on `data.threads` grain threads, in order."""
+  def one(entry):
     try:
-      samples.append(pipeline.prepare(task, entry))
+      return pipeline.prepare(task, entry)
     except (ValueError, OSError) as e:
-      if not skip_bad:
+      if not config.data.skip_bad:
         raise
       warnings.warn(f"skipping case {entry.get('id', entry['image'])}: {e}", stacklevel=2)
+      return None
+
+  dataset = grain.MapDataset.source(list(entries)).map(one)
+  samples = [s for s in dataset.to_iter_dataset(_read_options(config.data.threads),
+                                                allow_nones=True) if s is not None]
   if not samples:
     raise ValueError(f"none of the {len(entries)} cases could be read")
   return samples
@@ -222,7 +236,7 @@ def _task_and_data(config):
     else:
       classes = tuple(str(c) for c in names)
     task = pipeline.custom_task(kind, ndim, in_channels, classes, _roi(config.roi, ndim))
-  data = {k: _prepare(task, v, config.data.skip_bad) for k, v in splits.items()}
+  data = {k: _prepare(task, v, config) for k, v in splits.items()}
   return task, data, {k: len(v) for k, v in data.items()}
 
 
@@ -401,6 +415,11 @@ def run(config, workdir):
                                                                weights["rest"])))
       log(f"best validation so far: step {best['step']}, {key} {value}")
     counter = [first_step]
+    # Step s's batch is a pure function of (seed, s): made ahead on grain threads, in order.
+    batches = iter(grain.MapDataset.range(first_step, total_steps).map(
+        lambda s: pipeline.make_batch(task, data["train"], task.roi, config.batch_size,
+                                      config.seed, s)
+    ).to_iter_dataset(_read_options(config.data.threads)))
 
     def validate(state, step):
       start = time.perf_counter()
@@ -418,11 +437,8 @@ def run(config, workdir):
           f"step {best['step']}; {time.perf_counter() - start:.1f} s)")
 
     def train_step(state):
-      step = counter[0]
-      batch = pipeline.make_batch(task, data["train"], task.roi, config.batch_size,
-                                  config.seed, step)
-      state, metrics = step_fn(state, jax.device_put(batch, sharding))
-      counter[0] = done = step + 1
+      state, metrics = step_fn(state, jax.device_put(next(batches), sharding))
+      counter[0] = done = counter[0] + 1
       if done % eval_every == 0 or done == total_steps:
         validate(state, done)
       return state, metrics
