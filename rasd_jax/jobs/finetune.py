@@ -78,7 +78,7 @@ from rasd_jax.training import state as state_lib
 from rasd_jax.training import transfer
 
 MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every",
-              "eval_every")
+              "eval_every", "data.threads")
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 HOLD_OUT_FRACTION = 0.2
 LOWER_IS_BETTER = ("mae", "rmse")
