@@ -117,7 +117,8 @@ def _check(config):
   if config.num_classes < 0 or config.num_classes == 1:
     raise ValueError(f"num_classes = {config.num_classes}: 0 (infer) or >= 2")
   if config.init != "scratch" and not os.path.isdir(config.init):
-    raise ValueError(f"init {config.init!r} is neither 'scratch' nor a pre-training workdir")
+    raise ValueError(f"init {config.init!r} is neither 'scratch' nor a pre-training workdir "
+                     "or checkpoint folder (W/checkpoints/STEP)")
   if config.model:
     models.resolve(config.model)
   if config.output not in ("", "softmax", "sigmoid"):

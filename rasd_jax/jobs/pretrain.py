@@ -53,8 +53,15 @@ def _setup(config, mesh):
   return spec, graphdef, abstract, make_model, tx, schedule
 
 
-def load_model(workdir):
-  """(model, config, step): the network of a pre-training workdir's latest checkpoint."""
+def load_model(path):
+  """(model, config, step): the network of a pre-training workdir's latest checkpoint, or of
+  one checkpoint given as its folder, W/checkpoints/STEP."""
+  step = None
+  parent, name = os.path.split(os.path.normpath(path))
+  if name.isdigit() and os.path.basename(parent) == "checkpoints":
+    workdir, step = os.path.dirname(parent), int(name)
+  else:
+    workdir = path
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise ValueError(f"{workdir!r} is not a pre-training workdir: no config.json")
@@ -67,10 +74,10 @@ def load_model(workdir):
   _, graphdef, abstract, _, _, _ = _setup(config, mesh_lib.make_mesh())
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
-    step = checkpointer.latest_step()
-    if step is None:
+    if checkpointer.latest_step() is None:
       raise ValueError(f"{workdir!r} holds no checkpoint yet")
-    state = checkpointer.restore(abstract)
+    step = checkpointer.latest_step() if step is None else step
+    state = checkpointer.restore(abstract, step)
   finally:
     checkpointer.close()
   return nnx.merge(graphdef, state["params"], state["rest"]), config, step

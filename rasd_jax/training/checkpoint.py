@@ -44,9 +44,13 @@ class Checkpointer:
   def latest_step(self):
     return self._manager.latest_step()
 
-  def restore(self, abstract_state):
-    """The latest checkpoint, laid out (shardings included) as `abstract_state`."""
-    step = self.latest_step()
+  def restore(self, abstract_state, step=None):
+    """The checkpoint of `step` (default: the latest), laid out (shardings included) as
+    `abstract_state`."""
+    step = self.latest_step() if step is None else step
+    if step not in self._manager.all_steps():
+      raise ValueError(f"{self.directory} holds no checkpoint of step {step}; it has "
+                       f"{sorted(self._manager.all_steps())}")
     saved = _shapes(self._manager.item_metadata(step))
     expected = _shapes(abstract_state)
     problems = [f"{k}: missing" for k in expected if k not in saved]

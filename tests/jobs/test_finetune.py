@@ -101,12 +101,21 @@ def test_scratch_and_pretrained(tmp_path, dataset):
       "--config.synthesis.num_labels=4", "--config.batch_size=2", "--config.total_steps=2",
       config="experiments/pretrain2d.py:runlocal")
   w = tmp_path / "pretrained"
-  run(w, f"--config.data.json={dataset}", f"--config.init={pre}", *TINY[1:])
+  out = run(w, f"--config.data.json={dataset}", f"--config.init={pre}", *TINY[1:])
+  assert "(step 2, model unet_tiny)" in out.stdout
   check_results(w, str(pre))
   report = open(w / "transfer.txt").read()
   assert report.startswith("loaded ") and int(report.split()[1]) > 0
   # head "add": the whole pre-trained network loads, the new linear head stays as initialised.
   assert report.strip().count("\n") == 0, report
+  # A checkpoint folder instead of the workdir: that step; a step that is not there: an error.
+  one = pre / "checkpoints" / "2"
+  out = run(tmp_path / "one", f"--config.data.json={dataset}", f"--config.init={one}",
+            *TINY[1:], "--config.total_steps=1", "--config.eval_every=1")
+  assert "(step 2, model unet_tiny)" in out.stdout
+  out = run(tmp_path / "seven", f"--config.data.json={dataset}",
+            f"--config.init={pre / 'checkpoints' / '7'}", *TINY[1:], check=False)
+  assert out.returncode == 1 and "checkpoints/7' is neither 'scratch'" in out.stderr
 
 
 def test_errors(tmp_path, dataset):
