@@ -21,6 +21,7 @@ from rasd_jax.data import tasks
 from rasd_jax.training import optimizer
 
 RUNLOCAL_ROI = {2: 64, 3: 32}
+PAPER_MODELS = {2: "unet_paper", 3: "swinunetr_base"}  # the paper's downstream networks
 
 
 def _runlocal(config, ndim):
@@ -63,7 +64,7 @@ def get_config(arg=None):
   config.task = arg.task
   config.data = ml_collections.ConfigDict(dict(
       dir="",              # registry task: the dataset folder, in its official layout
-      fold=0,              # registry tasks with folds (BraTS 2021)
+      fold=0,              # registry tasks with official folds (BraTS 2021, COVID-19-20, CC-CCII)
       json="",             # custom segmentation: a Decathlon dataset.json
       csv="",              # custom classification: a CSV ...
       image_column="image",
@@ -73,8 +74,9 @@ def get_config(arg=None):
       threads=4,           # grain threads reading cases and making batches ahead
   ))
   config.init = "scratch"      # or a pre-training workdir
-  config.model = arg.model     # "" = the init workdir's model (scratch: unet_small in 2D,
-                               # swinunetr_tiny in 3D)
+  config.model = arg.model     # "" = the init workdir's model, or scratch_model
+  config.scratch_model = ""    # init=scratch without `model`: "" = unet_small in 2D,
+                               # swinunetr_tiny in 3D; registry tasks: the paper's network
   config.head = "add"          # "add": a new linear layer on the 32 features; "replace"
   config.probe = False         # True: train the head only (linear probe)
   config.output = ""           # segmentation: "" = softmax; "sigmoid" (binary, 1 channel)
@@ -101,6 +103,8 @@ def get_config(arg=None):
     task = tasks.get(arg.task)
     _registry(config, task)
     ndim = task.ndim
+    config.scratch_model = PAPER_MODELS[ndim]
   if arg.runlocal:
+    config.scratch_model = ""
     _runlocal(config, ndim)
   return config

@@ -18,10 +18,11 @@ the first ceil(train_fraction * n) (at least 1) are kept.
 
 Model. `init=scratch` or a pre-training workdir (every variable of the backbone whose name
 and shape match is copied: transfer.copy_matching; the report goes to the log and
-W/transfer.txt). The network is `model`, else the workdir's, else a CPU-sized default
-(DEFAULT_MODELS). `head=add` puts a new linear layer on the network's 32 output channels
-(per voxel for segmentation; after global average pooling for the other kinds), `head=replace`
-builds the network with the task's outputs (segmentation). `probe=True` trains the head alone.
+W/transfer.txt). The network is `model`, else the workdir's, else `scratch_model`, else a
+CPU-sized default (DEFAULT_MODELS). `head=add` puts a new linear layer on the network's 32
+output channels (per voxel for segmentation; after global average pooling for the other
+kinds), `head=replace` builds the network with the task's outputs (segmentation).
+`probe=True` trains the head alone.
 
 Loading. Cases are prepared once, in memory, on `data.threads` grain threads; the training
 batches are made ahead on the same number of threads (grain prefetch). One process feeds
@@ -338,7 +339,7 @@ def run(config, workdir):
     model_name = model_name or pre_config.model
     features = pre_config.out_channels
     log(f"initialising from {config.init} (step {pre_step}, model {pre_config.model})")
-  model_name = models.resolve(model_name or DEFAULT_MODELS[ndim])
+  model_name = models.resolve(model_name or config.scratch_model or DEFAULT_MODELS[ndim])
 
   mesh = mesh_lib.make_mesh()
   optim = config.optim.copy_and_resolve_references()

@@ -232,6 +232,7 @@ def test_task_reads_its_layout(task, tmp_path):
   full = finetune_experiment.get_config(f"task={task.name}")
   assert full.roi == task.roi and full.optim.lr == task.optim["lr"]
   assert full.total_steps == 0 and full.epochs == task.optim["epochs"]
+  assert full.scratch_model == finetune_experiment.PAPER_MODELS[task.ndim]
   config = finetune_experiment.get_config(f"task={task.name},runlocal")
   config.data.dir = str(tmp_path)
   job_task, data, sizes = finetune_job._task_and_data(config)
