@@ -851,8 +851,19 @@ def load_splits(task, data_dir, fold=0):
     splits = _LISTERS[task.layout](task, data_dir, fold)
   except FileNotFoundError as e:
     raise FileNotFoundError(f"{e}; {expects}") from e
-  return {split: None if entries is None else [_common(entry) for entry in entries]
+  return {split: None if entries is None else _unique([_common(entry) for entry in entries])
           for split, entries in splits.items()}
+
+
+def _unique(entries):
+  """Entries listed twice (HVDROPDB-OD's validation list) kept once, in order."""
+  seen, kept = set(), []
+  for entry in entries:
+    key = json.dumps([entry["image"], entry["label"]])
+    if key not in seen:
+      seen.add(key)
+      kept.append(entry)
+  return kept
 
 
 def _common(entry):

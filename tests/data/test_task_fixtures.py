@@ -287,3 +287,15 @@ def test_a_missing_list_file_or_data_dir_names_the_path_and_the_layout(tmp_path)
     tasks.load_splits("monusac", tmp_path)
   with pytest.raises(ValueError, match="fold 5 of task 'brats21': it has 5 official fold"):
     tasks.load_splits("brats21", tmp_path, fold=5)
+
+
+def test_entries_listed_twice_count_once(tmp_path):
+  """HVDROPDB-OD lists each validation image twice: scored once."""
+  task = tasks.get("hvdropdb_od")
+  WRITERS[task.layout](task, str(tmp_path))
+  path = tmp_path / task.files["json"]
+  data = json.loads(path.read_text())
+  data["validation"] = data["validation"] * 2
+  path.write_text(json.dumps(data))
+  splits = tasks.load_splits(task, tmp_path)
+  assert len(splits["val"]) == len(data["validation"]) // 2
