@@ -43,7 +43,7 @@ AUC (multi-label) or MAE/RMSE (regression). W/val_metrics.jsonl gets one line pe
 The selection metric is the task's first metric (higher is better; MAE/RMSE lower). The best
 parameters are saved in W/best (an Orbax checkpoint; W/best_val.json says which step and its
 scores), so a resumed run keeps selecting over the whole run. At the end the selected
-parameters are evaluated on the test cases: W/results.json. NaN/Inf are written as null.
+parameters are read back with load_model and evaluated on the test cases: W/results.json. NaN/Inf are written as null.
 `load_model(W)` gives the fine-tuned network with those parameters (W/model.json holds how
 to build it).
 """
@@ -404,17 +404,15 @@ def run(config, workdir):
     key = task.metrics[0]
     sign = -1.0 if key in LOWER_IS_BETTER else 1.0
     sharding = finetune.batch_sharding(mesh)
-    best = {"score": -math.inf, "step": None, "metrics": None, "params": None}
+    # The best evaluation so far; its weights are in W/best (read back for the test).
+    best = {"score": -math.inf, "step": None, "metrics": None}
     best_path = os.path.join(workdir, "best_val.json")
     if first_step and os.path.exists(best_path) and best_checkpointer.latest_step():
       with open(best_path) as f:
         saved = json.load(f)
       value = saved["val"][key]
-      weights = best_checkpointer.restore({"params": abstract["params"],
-                                           "rest": abstract["rest"]})
       best.update(score=-math.inf if value is None else sign * value, step=saved["step"],
-                  metrics=saved["val"], params=jax.device_get((weights["params"],
-                                                               weights["rest"])))
+                  metrics=saved["val"])
       log(f"best validation so far: step {best['step']}, {key} {value}")
     counter = [first_step]
     # Step s's batch is a pure function of (seed, s): made ahead on grain threads, in order.
@@ -429,10 +427,9 @@ def run(config, workdir):
       val_writer.write(step, **_clean({k: v for k, v in summary.items() if np.isscalar(v)}))
       value = summary[key]
       score_value = sign * value if math.isfinite(value) else -math.inf
-      if best["params"] is None or score_value > best["score"]:
-        # Host copies: the device state is donated to the next step.
-        best.update(score=score_value, step=step, metrics=summary,
-                    params=jax.device_get((state["params"], state["rest"])))
+      if best["step"] is None or score_value > best["score"]:
+        best.update(score=score_value, step=step, metrics=summary)
+        # Returns once the arrays are copied off the devices (the state is donated next).
         best_checkpointer.save(step, {"params": state["params"], "rest": state["rest"]})
         _write_json(best_path, {"step": step, "val": summary})
       log(f"step {step}: validation {key} {value:.4f} (best {sign * best['score']:.4f} at "
@@ -463,7 +460,7 @@ def run(config, workdir):
   if stopped:
     return
 
-  params, rest = best["params"]
+  _, params, rest = nnx.split(load_model(workdir)[0], nnx.Param, ...)
   test_summary = evaluate(params, rest, data["test"])
   class_names = list(task.classes[1:] if task.kind == "segmentation" else task.classes)
   results = {
