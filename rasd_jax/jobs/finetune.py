@@ -43,8 +43,8 @@ AUC (multi-label) or MAE/RMSE (regression). W/val_metrics.jsonl gets one line pe
 The selection metric is the task's first metric (higher is better; MAE/RMSE lower). The best
 parameters are saved in W/best (an Orbax checkpoint; W/best_val.json says which step and its
 scores), so a resumed run keeps selecting over the whole run. At the end the selected
-parameters are read back with load_model and evaluated on the test cases: W/results.json. NaN/Inf are written as null.
-`load_model(W)` gives the fine-tuned network with those parameters (W/model.json holds how
+parameters are read back with load_model and evaluated on the test cases: W/results.json.
+NaN/Inf are written as null. `load_model(W)` gives the fine-tuned network with those parameters (W/model.json holds how
 to build it).
 """
 
@@ -251,26 +251,6 @@ def _output(task, config):
   return config.output or "softmax"
 
 
-def _clean(value):
-  """JSON-ready: NumPy scalars to Python, NaN/Inf to None."""
-  if isinstance(value, dict):
-    return {str(k): _clean(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_clean(v) for v in value]
-  if isinstance(value, (np.floating, float)):
-    return float(value) if math.isfinite(value) else None
-  if isinstance(value, np.integer):
-    return int(value)
-  return value
-
-
-def _write_json(path, data):
-  if jax.process_index() == 0:
-    with open(path + ".tmp", "w") as f:
-      json.dump(_clean(data), f, indent=2, allow_nan=False)
-    os.replace(path + ".tmp", path)
-
-
 def evaluate_segmentation(segment, params, rest, samples, task):
   """Dataset Dice/HD95/NSD (and per region where the task has regions)."""
   per_case, per_region = [], {name: [] for name in task.regions or {}}
@@ -355,7 +335,7 @@ def run(config, workdir):
                                     rngs=models.init_rngs(config.seed))
 
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
-  _write_json(os.path.join(workdir, MODEL_FILE), dict(
+  workdir_lib.write_json(os.path.join(workdir, MODEL_FILE), dict(
       model=model_name, ndim=ndim, in_channels=in_channels, num_outputs=num_outputs,
       head=config.head, pooled=pooled, features=features, output=output,
       classes=list(task.classes)))
@@ -424,14 +404,15 @@ def run(config, workdir):
     def validate(state, step):
       start = time.perf_counter()
       summary = evaluate(state["params"], state["rest"], data["val"])
-      val_writer.write(step, **_clean({k: v for k, v in summary.items() if np.isscalar(v)}))
+      scalars = {k: v for k, v in summary.items() if np.isscalar(v)}
+      val_writer.write(step, **workdir_lib.json_ready(scalars))
       value = summary[key]
       score_value = sign * value if math.isfinite(value) else -math.inf
       if best["step"] is None or score_value > best["score"]:
         best.update(score=score_value, step=step, metrics=summary)
         # Returns once the arrays are copied off the devices (the state is donated next).
         best_checkpointer.save(step, {"params": state["params"], "rest": state["rest"]})
-        _write_json(best_path, {"step": step, "val": summary})
+        workdir_lib.write_json(best_path, {"step": step, "val": summary})
       log(f"step {step}: validation {key} {value:.4f} (best {sign * best['score']:.4f} at "
           f"step {best['step']}; {time.perf_counter() - start:.1f} s)")
 
@@ -471,7 +452,7 @@ def run(config, workdir):
       "selection_metric": key, "selected_step": best["step"], "val": best["metrics"],
       "test": test_summary,
   }
-  _write_json(os.path.join(workdir, "results.json"), results)
+  workdir_lib.write_json(os.path.join(workdir, "results.json"), results)
   shown = ", ".join(f"{k} {test_summary[k]:.4f}" for k in task.metrics)
   log(f"test (step {best['step']}): {shown}; {os.path.join(workdir, 'results.json')}")
 

@@ -74,9 +74,10 @@ def load_model(path):
   _, graphdef, abstract, _, _, _ = _setup(config, mesh_lib.make_mesh())
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
-    if checkpointer.latest_step() is None:
+    latest = checkpointer.latest_step()
+    if latest is None:
       raise ValueError(f"{workdir!r} holds no checkpoint yet")
-    step = checkpointer.latest_step() if step is None else step
+    step = latest if step is None else step
     state = checkpointer.restore(abstract, step)
   finally:
     checkpointer.close()

@@ -120,10 +120,6 @@ def load_task(name, config):
   return data, regions["train"].class_names
 
 
-def _finite(value):
-  return float(value) if math.isfinite(value) else None
-
-
 class _Runner:
   """A task's data and jitted functions, shared by its runs."""
 
@@ -196,18 +192,18 @@ class _Runner:
         raise FloatingPointError(f"{self.name} {init} n={n} seed={seed}: the loss became "
                                  f"{loss} by step {done}; lower optim.lr")
       dice = self._evaluate(state["params"], state["rest"], "val")["dice"]
-      curve.append([done, _finite(dice)])
+      curve.append([done, dice])
       if best is None or dice > best[0]:
         # Host copies: the device state is donated to the next step.
         best = (dice, done, jax.device_get((state["params"], state["rest"])))
     val_dice, selected, (params, rest) = best
     test = self._evaluate(params, rest, "test")
-    return {"task": self.name, "init": init, "train_images": n, "seed": seed,
-            "probe": probe, "selected_step": selected, "val_dice": _finite(val_dice),
-            "test_dice": _finite(test["dice"]),
-            "test_dice_per_class": {k: _finite(v) for k, v in test["dice_per_class"].items()},
-            "curve": curve, "split_sizes": {k: len(v) for k, v in self.data.items()},
-            "seconds": round(time.perf_counter() - start, 2)}
+    return workdir_lib.json_ready({
+        "task": self.name, "init": init, "train_images": n, "seed": seed, "probe": probe,
+        "selected_step": selected, "val_dice": val_dice, "test_dice": test["dice"],
+        "test_dice_per_class": test["dice_per_class"], "curve": curve,
+        "split_sizes": {k: len(v) for k, v in self.data.items()},
+        "seconds": round(time.perf_counter() - start, 2)})
 
 
 def run_key(record):

@@ -1,9 +1,12 @@
-"""What every job does with its --workdir: check it, record the config; log on process 0."""
+"""What every job does with its --workdir: check it, record the config, write JSON results;
+log on process 0."""
 
 import json
+import math
 import os
 
 import jax
+import numpy as np
 
 
 def _flatten(d, prefix=""):
@@ -50,3 +53,24 @@ def log(*args):
   """print, on process 0 only."""
   if jax.process_index() == 0:
     print(*args, flush=True)
+
+
+def json_ready(value):
+  """`value` for strict JSON: NumPy scalars to Python, tuples to lists, NaN/Inf to None."""
+  if isinstance(value, dict):
+    return {str(k): json_ready(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_ready(v) for v in value]
+  if isinstance(value, (np.floating, float)):
+    return float(value) if math.isfinite(value) else None
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
+
+
+def write_json(path, data):
+  """Writes json_ready(data) to `path` atomically, on process 0."""
+  if jax.process_index() == 0:
+    with open(path + ".tmp", "w") as f:
+      json.dump(json_ready(data), f, indent=2, allow_nan=False)
+    os.replace(path + ".tmp", path)
