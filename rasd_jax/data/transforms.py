@@ -44,6 +44,16 @@ def reorient_to_ras(image, affine):
   return np.ascontiguousarray(np.moveaxis(moved, -1, 0)), new_affine
 
 
+def _sample(image, matrix, offset, shape, order):
+  """Each channel at input index matrix @ out + offset, border values repeated; order 0 keeps
+  the dtype (labels), order 1 gives float32."""
+  dtype = image.dtype if order == 0 else np.float32
+  return np.stack([
+      ndimage.affine_transform(channel, matrix, offset=offset, output_shape=shape,
+                               order=order, mode="nearest", output=dtype)
+      for channel in image])
+
+
 def resample_to_spacing(image, affine, spacing, order):
   """(image, affine) resampled to voxel size `spacing` (MONAI Spacing, diagonal=False).
 
@@ -65,12 +75,7 @@ def resample_to_spacing(image, affine, spacing, order):
   corners = corners.reshape(ndim, -1)
   corners_out = np.linalg.solve(out_to_in[:-1, :-1], corners)
   shape = tuple(int(s) for s in np.round(np.ptp(corners_out, axis=1) + 1.0))
-  dtype = image.dtype if order == 0 else np.float32
-  out = np.stack([
-      ndimage.affine_transform(channel, out_to_in[:-1, :-1], output_shape=shape, order=order,
-                               mode="nearest", output=dtype)
-      for channel in image])
-  return out, new_affine
+  return _sample(image, out_to_in[:-1, :-1], 0.0, shape, order), new_affine
 
 
 def scale_intensity_range(image, a_min, a_max, b_min=0.0, b_max=1.0, clip=True):
@@ -241,8 +246,4 @@ def resize(image, size, order=1):
   if size == shape:
     return image.astype(np.float32) if order else image
   scale = np.asarray(shape, float) / np.asarray(size, float)
-  dtype = image.dtype if order == 0 else np.float32
-  return np.stack([
-      ndimage.affine_transform(channel, scale, offset=0.5 * scale - 0.5, output_shape=size,
-                               order=order, mode="nearest", output=dtype)
-      for channel in image])
+  return _sample(image, scale, 0.5 * scale - 0.5, size, order)
