@@ -61,11 +61,9 @@ def probe_tx(tx):
   return optax.multi_transform({"head": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def _merge(graphdef, params, rest, probe):
-  # copy: fresh variables of this trace, which the model updates (batch statistics).
+def _eval_model(graphdef, params, rest):
   model = nnx.merge(graphdef, params, rest, copy=True)
-  if probe:
-    model.backbone.eval()
+  model.eval()
   return model
 
 
@@ -75,7 +73,10 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=Fal
       if probe:
         params = jax.tree_util.tree_map_with_path(
             lambda path, x: x if _is_head(path) else jax.lax.stop_gradient(x), params)
-      model = _merge(graphdef, params, state["rest"], probe)
+      # copy: fresh variables of this trace, which the model updates (batch statistics).
+      model = nnx.merge(graphdef, params, state["rest"], copy=True)
+      if probe:
+        model.backbone.eval()
       out = loss(output, model(batch["image"]), batch["label"])
       return out["loss"], (out, nnx.state(model, nnx.Not(nnx.Param)))
 
@@ -97,10 +98,8 @@ def make_segment(graphdef, roi, overlap, output, batch_size=4):
 
   @jax.jit
   def segment(params, rest, image):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    model.eval()
     logits = sliding_window.sliding_window_inference(
-        image, tuple(roi), model, overlap=overlap, mode="gaussian", batch_size=batch_size)
+        image, tuple(roi), _eval_model(graphdef, params, rest), overlap=overlap, mode="gaussian", batch_size=batch_size)
     if output == "sigmoid":
       return (logits[0, ..., 0] > 0).astype(jnp.int32)
     return jnp.argmax(logits[0], axis=-1).astype(jnp.int32)
@@ -115,9 +114,7 @@ def make_score(graphdef, output):
 
   @jax.jit
   def score(params, rest, images):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    model.eval()
-    logits = model(images).astype(jnp.float32)
+    logits = _eval_model(graphdef, params, rest)(images).astype(jnp.float32)
     if output == "classification":
       return jax.nn.softmax(logits, axis=-1)
     if output == "multilabel":
