@@ -1,5 +1,6 @@
 """Entry point: python run.py --config=experiments/<job>.py[:args] --workdir=DIR."""
 
+import re
 import sys
 
 from absl import app
@@ -15,9 +16,62 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a rerun resumes 
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(argv):
+def _cause(e):
+  """The exception `e` was raised from or while handling, as a traceback would show it."""
+  return e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+
+
+def _one_line(e):
+  """What is wrong, in one line. absl and ml_collections wrap a config's own error in messages
+  that hold its whole traceback (an unknown config argument or task) or the paths they tried
+  (a missing config file): the outermost single-line message along the chain of causes names
+  the flag or the cause; failing that, the last line of the innermost message."""
+  messages = []
+  while e is not None:
+    messages.append(str(e).strip())
+    e = _cause(e)
+  return next((m for m in messages if m and "\n" not in m), messages[-1].rsplit("\n", 1)[-1].strip())
+
+
+def _unknown_key(e, argv):
+  """The message for a `--config.PATH` override whose PATH names a key the locked config lacks,
+  or None when `e` is not that. ml_collections raises the config's KeyError (its message names
+  the closest key), bare or inside an AttributeError; a KeyError from a config file's own code
+  (a bug there, not a typo on the command line) is not one."""
+  if isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
+    e = e.args[0]
+  if not isinstance(e, KeyError) or not e.args:
+    return None
+  key, _, hint = str(e.args[0]).partition("\n")
+  key = key.strip("'")
+  typed = (re.match(r"-{1,2}(?:no)?config\.([\w.]+)", arg) for arg in argv)
+  if not any(key in match[1].split(".") for match in typed if match):
+    return None
+  return f"unknown config key {key!r}. {hint}".strip()
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, which loads the config and applies the overrides, with every mistake
+  on the command line (a misspelt override key or bad value, an unknown config argument or
+  task, a missing config file or --workdir, stray arguments) reported as one `error: ...` line
+  instead of a traceback, before anything is written."""
+  try:
+    argv = flags.FLAGS(argv)
+    _CONFIG.value.job  # a config file that failed to load raises its OSError only when read
+  except (flags.Error, OSError) as e:
+    sys.exit(f"error: {_one_line(e)}")
+  except (AttributeError, KeyError) as e:
+    message = _unknown_key(e, argv)
+    if message is None:
+      raise
+    sys.exit(f"error: {message}")
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    sys.exit(f"error: unexpected arguments: {argv[1:]}")
+  return argv
+
+
+def main(argv):
+  del argv  # checked by _parse_flags
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
   mesh.initialize_distributed()
@@ -30,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

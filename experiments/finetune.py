@@ -9,9 +9,12 @@ user's data: data.json, data.csv or data.folders), runlocal (small patches, a CP
 network and 200 steps: minutes on a CPU), model=NAME.
 
 A registry task takes its patch size, batch (the reference's batch times its patches per
-volume), optimiser, learning rate, weight decay, warm-up and epochs from the registry; the
-steps follow from the epochs and the number of training cases (total_steps = 0, eval_every =
-0). W/results.json: the test metrics of the step with the best validation score.
+volume), optimiser, learning rate, weight decay, warm-up, epochs and validation cadence from
+the registry, as epochs (total_epochs, eval_every_epochs, optim.warmup_epochs); the job turns
+them into steps with the number of training cases. Each duration is given in exactly one
+unit, steps or epochs, the other being 0 (0 in both: none, for the warm-up only): to
+override one, zero its other unit, e.g. `--config.total_epochs=0 --config.total_steps=500`. W/results.json: the test metrics of
+the step with the best validation score.
 """
 
 import ml_collections
@@ -24,34 +27,43 @@ RUNLOCAL_ROI = {2: 64, 3: 32}
 PAPER_MODELS = {2: "unet_paper", 3: "swinunetr_base"}  # the paper's downstream networks
 
 
+def _optim(lr, weight_decay, schedule="cosine", algorithm="adamw", warmup_steps=0,
+           warmup_epochs=0):
+  """The optimiser config with its warm-up in steps or in epochs."""
+  optim = optimizer.get_config(lr=lr, weight_decay=weight_decay, schedule=schedule,
+                               algorithm=algorithm, warmup_steps=warmup_steps)
+  optim.warmup_epochs = warmup_epochs
+  return optim
+
+
+def _durations(config, total, eval_every, unit="steps"):
+  """Sets total_{unit} and eval_every_{unit}, and zeroes the other unit's pair."""
+  for name, value in (("total", total), ("eval_every", eval_every)):
+    config[f"{name}_steps"] = value if unit == "steps" else 0
+    config[f"{name}_epochs"] = value if unit == "epochs" else 0
+
+
 def _runlocal(config, ndim):
   config.roi = (RUNLOCAL_ROI[ndim] if ndim else 32,)
   config.batch_size = 2 if ndim == 3 else 4
-  config.total_steps = 200
-  config.eval_every = 50
+  _durations(config, 200, 50)
   config.checkpoint_every = 50
   config.log_every = 10
   # The task's update rule, at a learning rate that moves in 200 steps.
-  config.optim = optimizer.get_config(lr=1e-3, weight_decay=config.optim.weight_decay,
-                                      schedule="cosine", warmup_steps=20,
-                                      algorithm=config.optim.algorithm)
+  config.optim = _optim(1e-3, config.optim.weight_decay, algorithm=config.optim.algorithm,
+                        warmup_steps=20)
 
 
 def _registry(config, task):
-  optim = task.optim
   config.roi = task.roi
-  config.patches_per_case = optim.get("num_samples", 1)
-  config.batch_size = optim["batch"] * config.patches_per_case
-  config.epochs = optim["epochs"]
-  config.warmup_epochs = optim.get("warmup_epochs", 0)
-  config.val_every = optim["val_every"]
-  config.total_steps = 0    # epochs * ceil(n_train * patches_per_case / batch_size)
-  config.eval_every = 0     # every val_every epochs
-  config.overlap = optim.get("overlap", 0.5)
-  config.output = optim.get("output", "")
-  config.optim = optimizer.get_config(
-      lr=optim["lr"], weight_decay=optim["weight_decay"],
-      schedule=optim.get("schedule", "cosine"), algorithm=optim["optimizer"])
+  config.patches_per_case = task.sampling.patches_per_case
+  config.batch_size = task.sampling.batch * task.sampling.patches_per_case
+  _durations(config, task.schedule.epochs, task.schedule.eval_every_epochs, unit="epochs")
+  config.overlap = task.inference.overlap
+  config.output = task.inference.output
+  config.optim = _optim(task.optimizer.lr, task.optimizer.weight_decay,
+                        task.optimizer.schedule, task.optimizer.algorithm,
+                        warmup_epochs=task.schedule.warmup_epochs)
 
 
 def get_config(arg=None):
@@ -79,25 +91,21 @@ def get_config(arg=None):
                                # swinunetr_tiny in 3D; registry tasks: the paper's network
   config.head = "add"          # "add": a new linear layer on the 32 features; "replace"
   config.probe = False         # True: train the head only (linear probe)
-  config.output = ""           # segmentation: "" = softmax; "sigmoid" (binary, 1 channel)
+  config.output = "softmax"    # segmentation: "softmax"; "sigmoid" (binary, 1 channel)
+  config.evaluation = "heldout"  # or "paper" (see rasd_jax.training.engine)
   config.seed = 0              # model init, train subset, and batches: step s uses (seed, s)
   config.train_fraction = 1.0  # first ceil(F * n) training cases after a seeded shuffle
   config.num_classes = 0       # task=custom: 0 = from the labels
   config.keep_checkpoints = 2
   config.overlap = 0.5         # sliding-window overlap in evaluation
   config.patches_per_case = 1  # an epoch = n_train * patches_per_case samples
-  config.epochs = 0
-  config.warmup_epochs = 0
-  config.val_every = 0
   config.checkpoint_every = 1000
   config.log_every = 50
   # task=custom full size (a registry task replaces these with its own).
   config.roi = (96,)           # one size for every spatial axis, or one per axis
   config.batch_size = 4
-  config.total_steps = 25_000
-  config.eval_every = 500
-  config.optim = optimizer.get_config(lr=3e-4, weight_decay=1e-5, schedule="cosine",
-                                      warmup_steps=500)
+  _durations(config, 25_000, 500)  # durations: steps or epochs, the other unit 0
+  config.optim = _optim(3e-4, 1e-5, warmup_steps=500)
   ndim = None
   if arg.task != "custom":
     task = tasks.get(arg.task)

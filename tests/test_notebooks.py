@@ -4,10 +4,8 @@ import json
 import os
 import re
 
+import nbclient  # a requirement: the notebooks are never skipped
 import nbformat
-import pytest
-
-nbclient = pytest.importorskip("nbclient")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(REPO_ROOT, "notebooks")

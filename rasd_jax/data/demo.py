@@ -130,3 +130,60 @@ def split(task, fractions=(0.6, 0.2, 0.2)):
     offset = start + i * task.gap
     regions[name] = _crop(task, int(offset + edges[i]), int(offset + edges[i + 1]))
   return regions
+
+
+# The quickstart's 2D samples. Both demo images have 1 mm (brain) or 1 pixel (nuclei) spacing
+# in the plane.
+SPACING = (1.0, 1.0)
+
+
+def _slices(region, indices):
+  return [{"image": region.image[..., z], "label": region.label[0, ..., z].astype(np.int32),
+           "spacing": SPACING} for z in indices]
+
+
+def _brain_slices(region, min_brain, count=None):
+  """Slices of a slab holding at least `min_brain` brain; `count` evenly spaced, or all."""
+  brain = (region.label[0] > 0).mean(axis=(0, 1))
+  usable = np.flatnonzero(brain >= min_brain)
+  if count is not None:
+    usable = usable[np.linspace(0, len(usable) - 1, count).round().astype(int)]
+  return _slices(region, usable)
+
+
+def _tiles(region, side):
+  """Non-overlapping side x side tiles of a 2D region that hold some foreground."""
+  image, label = region.image, region.label[0].astype(np.int32)
+  tiles = []
+  for i in range(0, label.shape[0] - side + 1, side):
+    for j in range(0, label.shape[1] - side + 1, side):
+      box = (slice(i, i + side), slice(j, j + side))
+      if label[box].any():
+        tiles.append({"image": image[(slice(None),) + box], "label": label[box],
+                      "spacing": SPACING})
+  return tiles
+
+
+def _whole(region):
+  return [{"image": region.image, "label": region.label[0].astype(np.int32),
+           "spacing": SPACING}]
+
+
+def samples_2d(name, *, min_brain=0.1, val_slices=4, test_slices=8, tile=64):
+  """({'train', 'val', 'test'}: lists of prepared 2D samples {'image' (1, H, W), 'label'
+  (H, W), 'spacing'}, class names) of a demo task cut by `split`: "brain", axial slices of
+  each slab holding at least `min_brain` brain (all for training, `val_slices` /
+  `test_slices` evenly spaced); "nuclei", the `tile`-sided tiles of the training band that
+  hold a nucleus, and the whole validation and test bands."""
+  if name == "brain":
+    regions = split(brain_tissue())
+    data = {"train": _brain_slices(regions["train"], min_brain),
+            "val": _brain_slices(regions["val"], min_brain, val_slices),
+            "test": _brain_slices(regions["test"], min_brain, test_slices)}
+  elif name == "nuclei":
+    regions = split(nuclei())
+    data = {"train": _tiles(regions["train"], tile), "val": _whole(regions["val"]),
+            "test": _whole(regions["test"])}
+  else:
+    raise ValueError(f"demo task {name!r}: 'brain' or 'nuclei'")
+  return data, regions["train"].class_names

@@ -1,8 +1,10 @@
 """A task's preprocessing, in one place: `prepare` (deterministic) and `augment` (random).
 
-`prepare(task, entry)` reads one case and applies `task.preprocessing` (keys in tasks.py): the
-input of validation and test, and the start of training. `augment(task, sample, roi, rng)` draws
-one training sample from a prepared one. Both are host NumPy (transforms.py), channel-first.
+`prepare(task, entry)` reads one case and applies `task.preprocessing` (keys in tasks): the
+input of validation and test, and, with training=True, of training. `augment(task, sample, roi,
+rng)` draws one training sample from a prepared one, as `augmentation.augmentation_of(task)`
+says; `make_batch` stacks them, a pure function of (seed, step). All host NumPy (transforms.py),
+channel-first.
 
 Templates (TASKS.md sections 1-4):
 - CT-T: RAS, resample to `spacing` (image linear, label nearest), window a_min..a_max -> 0..1
@@ -13,44 +15,38 @@ Templates (TASKS.md sections 1-4):
 - 2d-generic: "scale" (a_min..a_max -> 0..1) or "minmax" (per image to 0..1).
 - npy: a_min..a_max -> 0..1, a centre `crop` of the last axes, `resize` (None keeps an axis).
   MRNet (`planes`): the reference runs three backbones, one per plane; here the three plane
-  volumes of a case, each resized to task.roi (a None axis: MRNET_DEPTH slices), are stacked
-  as 3 channels.
+  volumes of a case, each resized to the input size, are stacked as 3 channels (so every plane
+  needs the same slice count: `resize` names it).
 - custom (custom_task): intensity "auto" keeps an image already in [0, 1], else z-scores it per
   channel over non-zero voxels.
 A 2D RGB file for a 1-channel task becomes grey (ITU-R 601 luma) and a grey file for a
 3-channel task is repeated; any other channel mismatch is an error naming the file.
-Classification, multilabel and regression inputs are resized to task.roi (a None axis kept, or
-taken from `resize`), so a batch stacks. Segmentation labels go through task.label_map and must
-then lie in [0, task.num_classes).
+Classification, multilabel and regression inputs are resized to the input size: task.roi, a
+None axis taken from `resize` (aligned to the last axes), else kept. A fixed slice count is how
+a volume of any depth fits a network that needs sizes divisible by 32: CC-CCII's scans hold
+16-690 slices, and its reference keeps each scan's depth and doubles it (the network
+concatenates the input with itself along depth), so it needs depths divisible by 16 that real
+scans seldom have (6% of fold 0); a roi of (64, 256, 256) resamples every scan to 64 slices
+(linear; the median scan has 70). The reference resizes in-plane with align_corners=True; we
+use the half-pixel convention (transforms.resize), at most half a pixel apart at the borders.
+Segmentation labels go through task.label_map and must then lie in [0, task.num_classes).
 
 `spacing`: for segmentation, the voxel size in mm per spatial axis from the affine after
 resampling; files without an affine (Pillow, .npy) give 1.0 per axis, i.e. pixel units. For the
 other kinds the inputs are resized, and spacing is None.
+
+`instances`: where preprocessing binarizes instance masks ("nonzero": GlaS, CRAG), the original
+instance ids (int32, same grid as label), for object-level metrics; other tasks have no key.
 """
 
 import os
 
 import numpy as np
 
+from rasd_jax.data import augmentation
 from rasd_jax.data import readers
 from rasd_jax.data import tasks
 from rasd_jax.data import transforms
-
-# Slices per MRNet plane where the roi leaves the depth free (scans hold about 17-61 slices).
-MRNET_DEPTH = 32
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 R, G, B weights
-_SHIFT = 0.1  # RandShiftIntensity offset of the CT-T and fundus chains
-# Template -> training augmentation after the crop: flip probability, whether each spatial axis
-# flips on its own draw (else all together), rot90 probability (max_k 3, axes 0 and 1), shift
-# intensity probability.
-_AUGMENTATION = {
-    "CT-T": (0.2, True, 0.2, 0.1),
-    "MR-T": (0.1, True, 0.0, 0.0),
-    "fundus": (0.2, False, 0.2, 0.1),
-    "2d-generic": (0.5, True, 0.0, 0.0),
-    "custom": (0.5, True, 0.0, 0.0),
-}
-_TEMPLATES = (*_AUGMENTATION, "npy")
 
 
 def _first_path(paths):
@@ -63,7 +59,7 @@ def _match_channels(task, image, path):
   if have == want:
     return image
   if task.ndim == 2 and (have, want) == (3, 1):
-    return np.tensordot(_LUMA, image, axes=1)[None]
+    return np.tensordot(transforms.LUMA, image, axes=1)[None]
   if task.ndim == 2 and (have, want) == (1, 3):
     return np.repeat(image, 3, axis=0)
   raise ValueError(f"{path} has {have} channel(s) but task {task.name!r} takes "
@@ -113,18 +109,19 @@ def _map_label(task, label, path):
   return label
 
 
-def _spatial(task, image, label, affine):
-  """CT-T / MR-T geometry: RAS, CT-T resampling; then the foreground crop after intensity."""
+def _spatial(task, image, labels, affine):
+  """CT-T / MR-T geometry: RAS, CT-T resampling; then the foreground crop after intensity.
+  labels: (L, *S) integer maps (the label, and the instance ids where kept) moved alike."""
   prep = task.preprocessing
-  label = transforms.reorient_to_ras(label[None], affine)[0]
+  labels, _ = transforms.reorient_to_ras(labels, affine)
   image, affine = transforms.reorient_to_ras(image, affine)
   if prep["template"] == "CT-T" and prep.get("spacing") is not None:
-    label = transforms.resample_to_spacing(label, affine, prep["spacing"], order=0)[0]
+    labels, _ = transforms.resample_to_spacing(labels, affine, prep["spacing"], order=0)
     image, affine = transforms.resample_to_spacing(image, affine, prep["spacing"], order=1)
   image = _intensity(task, image)
   k = 1 if prep["template"] == "CT-T" else tuple(r or 1 for r in task.roi)
-  image, label, _ = transforms.crop_foreground(image, label, k_divisible=k)
-  return image, label[0], affine
+  image, labels, _ = transforms.crop_foreground(image, labels, k_divisible=k)
+  return image, labels, affine
 
 
 def _centre_crop(image, crop):
@@ -135,23 +132,40 @@ def _centre_crop(image, crop):
                                    for s, c, n in zip(starts, crop, shape))]
 
 
-def _input_size(task, default=None):
-  """task.roi with None axes taken from `resize` (aligned to the last axes), else `default`."""
+def _input_size(task):
+  """The network input of an image-level task: task.roi, a None axis taken from `resize`
+  (aligned to the last axes); None where both leave it free (the axis is kept)."""
   resize = tuple(task.preprocessing.get("resize") or ())
   resize = (None,) * (task.ndim - len(resize)) + resize
-  return tuple(r if r is not None else (s if s is not None else default)
-               for r, s in zip(task.roi, resize))
+  return tuple(r if r is not None else s for r, s in zip(task.roi, resize))
 
 
-def _classification_input(task, image):
+def _image_level_input(task, image, margin):
+  """Intensity, the centre `crop`, the resize to the input size. margin: source pixels kept
+  on each side of the crop (where the image has them) for augment's random crop offset,
+  resized at the crop's scale: (crop + 2 margin) * size / crop pixels, so augment's centre
+  window is the validation input (exactly when margin * size / crop is a whole number)."""
   image = _intensity(task, image)
-  if task.preprocessing.get("crop"):
-    image = _centre_crop(image, task.preprocessing["crop"])
-  default = MRNET_DEPTH if task.preprocessing.get("planes") else None
-  return transforms.resize(image, _input_size(task, default))
+  size = list(_input_size(task))
+  crop = task.preprocessing.get("crop")
+  if crop:
+    shape = image.shape[-len(crop):]
+    extra = [max(0, min(margin, (n - c) // 2)) for n, c in zip(shape, crop)]
+    for axis, (c, e) in enumerate(zip(crop, extra), task.ndim - len(crop)):
+      if not e:
+        continue
+      if size[axis] is None:
+        raise ValueError(f"task {task.name!r}: a crop offset needs a fixed input size on the "
+                         f"cropped axes; roi {task.roi} and resize leave axis {axis} free")
+      size[axis] = round(size[axis] * (c + 2 * e) / c)
+    image = _centre_crop(image, [c + 2 * e for c, e in zip(crop, extra)])
+  elif margin:
+    raise ValueError(f"task {task.name!r}: its augmentation's crop_offset needs a preprocessing "
+                     "'crop' to move")
+  return transforms.resize(image, size)
 
 
-def _read_planes(task, entry):
+def _read_planes(task, entry, margin):
   """MRNet: the plane volumes of one case, each prepared alone, stacked as channels."""
   planes = task.preprocessing["planes"]
   paths = entry["image"]
@@ -163,27 +177,36 @@ def _read_planes(task, entry):
     image, _, _ = readers.read_case(path)
     if image.shape[0] != 1 or image.ndim != 4:
       raise ValueError(f"{path}: expected one (slices, height, width) volume, got {image.shape}")
-    volumes.append(_classification_input(task, image)[0])
+    volumes.append(_image_level_input(task, image, margin)[0])
+  shapes = {v.shape for v in volumes}
+  if len(shapes) > 1:
+    raise ValueError(f"task {task.name!r}: planes {paths!r} come out as {sorted(shapes)}; give "
+                     "every axis a size (roi or preprocessing resize) so they stack as channels")
   return np.stack(volumes)
 
 
-def prepare(task, entry):
-  """The deterministic preprocessing of one case: {"image", "label", "spacing", "id"}.
+def prepare(task, entry, training=False):
+  """The deterministic preprocessing of one case: {"image", "label", "spacing", "id"}, plus
+  "instances" where the task binarizes instance masks (module docstring).
 
   entry: {"image": path or [paths], "label": mask path (segmentation), class index, [0/1, ...]
   or float, "id": str}. image: float32 (C, *S); label: int32 (*S) for segmentation, else as
   given; spacing: see the module docstring; id: entry["id"], else the first image path.
+  training: an image-level task whose augmentation has a crop_offset keeps that margin around
+  its centre crop (the image is larger than the input size; augment crops it); otherwise
+  training and validation inputs are the same.
   """
   prep = task.preprocessing
   template = prep.get("template")
-  if template not in _TEMPLATES:
+  if template not in augmentation.TEMPLATES:
     raise ValueError(f"task {task.name!r}: unknown preprocessing template {template!r}")
   path = _first_path(entry["image"])
   sample_id = str(entry.get("id") or path)
-  if prep.get("planes"):
-    return {"image": _read_planes(task, entry), "label": entry["label"], "spacing": None,
-            "id": sample_id}
   segmentation = task.kind == "segmentation"
+  margin = int(augmentation.augmentation_of(task).crop_offset) if training else 0
+  if prep.get("planes"):
+    return {"image": _read_planes(task, entry, margin), "label": entry["label"],
+            "spacing": None, "id": sample_id}
   if segmentation and entry.get("label") is None:
     raise ValueError(f"{path}: a segmentation entry needs a 'label' mask")
   image, label, affine = readers.read_case(
@@ -195,53 +218,77 @@ def prepare(task, entry):
     image = image[1:2]
   image = _match_channels(task, image, path)
   if not segmentation:
-    return {"image": np.ascontiguousarray(_classification_input(task, image), np.float32),
+    return {"image": np.ascontiguousarray(_image_level_input(task, image, margin), np.float32),
             "label": entry["label"], "spacing": None, "id": sample_id}
   if template == "fundus":
     label = (label > 0).astype(np.int32)
-  label = _map_label(task, label, entry["label"])
+  instances = label.astype(np.int32) if prep.get("binarize") == "nonzero" else None
+  labels = _map_label(task, label, entry["label"])[None]
+  if instances is not None:
+    labels = np.concatenate([labels.astype(np.int32), instances[None]])
   if template in ("CT-T", "MR-T"):
-    image, label, affine = _spatial(task, image, label, affine)
+    image, labels, affine = _spatial(task, image, labels, affine)
   else:
     image = _intensity(task, image)
-  return {"image": np.ascontiguousarray(image, np.float32),
-          "label": np.ascontiguousarray(label, np.int32),
-          "spacing": tuple(float(s) for s in np.linalg.norm(affine[:-1, :task.ndim], axis=0)),
-          "id": sample_id}
+  out = {"image": np.ascontiguousarray(image, np.float32),
+         "label": np.ascontiguousarray(labels[0], np.int32),
+         "spacing": tuple(float(s) for s in np.linalg.norm(affine[:-1, :task.ndim], axis=0)),
+         "id": sample_id}
+  if instances is not None:
+    out["instances"] = np.ascontiguousarray(labels[1], np.int32)
+  return out
 
 
-def _flips(arrays, prob, per_axis, rng, axes):
-  if not per_axis:
-    return transforms.rand_flip(arrays, prob, rng, axes=tuple(axes))
+def _flips(arrays, aug, ndim, rng):
+  axes = tuple(range(ndim)) if aug.flip_axes is None else tuple(aug.flip_axes)
+  if aug.flip_together:
+    return transforms.rand_flip(arrays, aug.flip_prob, rng, axes=axes)
   for axis in axes:
-    arrays = transforms.rand_flip(arrays, prob, rng, axes=axis)
+    arrays = transforms.rand_flip(arrays, aug.flip_prob, rng, axes=axis)
   return arrays
+
+
+def _augment_image(task, aug, image, rng):
+  """An image-level sample (C, *S): flips, the random window of the input size, brightness and
+  contrast."""
+  image, = _flips([image], aug, task.ndim, rng)
+  # Draws only on axes with a training margin: other inputs already have the input size.
+  image = transforms.rand_spatial_crop(image, _input_size(task), rng)
+  if aug.brightness or aug.contrast:
+    image = transforms.rand_brightness_contrast(image, aug.brightness, aug.contrast,
+                                                aug.jitter_prob, rng, aug.jitter)
+  return image
 
 
 def augment(task, sample, roi, rng):
   """One random training (image, label) from a `prepare`d sample; rng: np.random.Generator.
 
-  Segmentation: pad to `roi`, one rand_crop_by_pos_neg_label patch (task.optim pos / neg),
-  then the template's augmentation (_AUGMENTATION; rot90 only when roi[0] == roi[1], so the
-  shape stays roi): image float32 (C, *roi), label int32 (*roi). Other kinds: a flip p0.5 of
-  each in-plane axis (both 2D axes; for npy volumes stored slices first, axes 1 and 2; else
-  axes 0 and 1), `roi` unused: image float32 (C, *S), the label unchanged.
+  The transforms are augmentation.augmentation_of(task) (see that module). Segmentation: pad
+  to `roi`, one rand_crop_by_pos_neg_label patch (task.sampling pos / neg), flips, rot90 (only
+  where roi[0] == roi[1], so the shape stays roi), scale and shift intensity: image float32
+  (C, *roi), label int32 (*roi). Other kinds (`roi` unused): flips, the random window of the
+  input size where prepare(training=True) kept a margin, brightness and contrast (each plane
+  alone for `planes` tasks): image float32 (C, *input size), the label unchanged.
   """
+  aug = augmentation.augmentation_of(task)
   image, label = sample["image"], sample["label"]
   if task.kind != "segmentation":
-    axes = (1, 2) if task.ndim == 3 and task.preprocessing["template"] == "npy" else (0, 1)
-    image, = _flips([image], 0.5, True, rng, axes)
+    if task.preprocessing.get("planes"):
+      image = np.concatenate([_augment_image(task, aug, plane[None], rng) for plane in image])
+    else:
+      image = _augment_image(task, aug, image, rng)
     return np.ascontiguousarray(image, np.float32), label
   roi = tuple(int(r) for r in roi)
-  flip, per_axis, rot90, shift = _AUGMENTATION[task.preprocessing["template"]]
   (image, label), = transforms.rand_crop_by_pos_neg_label(
       transforms.spatial_pad(image, roi), transforms.spatial_pad(label[None], roi), roi,
-      task.optim["pos"], task.optim["neg"], 1, rng)
-  image, label = _flips([image, label], flip, per_axis, rng, range(task.ndim))
-  if rot90 and roi[0] == roi[1]:
-    image, label = transforms.rand_rot90([image, label], rot90, 3, rng)
-  if shift:
-    image = transforms.rand_shift_intensity(image, _SHIFT, shift, rng)
+      task.sampling.pos, task.sampling.neg, 1, rng)
+  image, label = _flips([image, label], aug, task.ndim, rng)
+  if aug.rot90_prob and roi[0] == roi[1]:
+    image, label = transforms.rand_rot90([image, label], aug.rot90_prob, 3, rng)
+  if aug.scale_prob:
+    image = transforms.rand_scale_intensity(image, aug.scale_factor, aug.scale_prob, rng)
+  if aug.shift_prob:
+    image = transforms.rand_shift_intensity(image, aug.shift_offset, aug.shift_prob, rng)
   return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(label[0], np.int32)
 
 
@@ -264,20 +311,42 @@ def custom_task(kind, ndim, in_channels, classes, roi, name="custom", modality="
       layout_notes="user data: a Decathlon dataset.json" if segmentation
       else "user data: a CSV of image, label", split="user data",
       preprocessing={"template": "custom", "intensity": "auto"}, roi=tuple(roi),
-      optim={"pos": 1, "neg": 1, "num_samples": 1} if segmentation else {},
+      sampling=tasks.Sampling(pos=1, neg=1), optimizer=tasks.Optimizer(),
+      schedule=tasks.Schedule(epochs=1), inference=tasks.Inference(),
       metrics=tasks.METRICS.get(kind, ()))
+
+
+def _class_members(samples):
+  """Balanced sampling: the sample indices of each class present, in class order."""
+  labels = np.fromiter((s["label"] for s in samples), np.int64, len(samples))
+  order = np.argsort(labels, kind="stable")
+  _, starts = np.unique(labels[order], return_index=True)
+  return np.split(order, starts[1:])
 
 
 def make_batch(task, samples, roi, batch_size, seed, step):
   """The training batch of `step`, a pure function of (seed, step): per element a random
-  `prepare`d sample through `augment`, with np.random.default_rng((seed, step)). Returns
-  {'image': (B, *S, C) float32 channels-last, 'label': (B, *roi) int32 for segmentation,
-  (B,) int32 classes, (B, L) float32 multi-label targets or (B,) float32 values}."""
+  `prepare`d sample through `augment`, with np.random.default_rng((seed, step)). A sample is
+  drawn uniformly; with task.sampling.balanced (LUNA16) a class is drawn uniformly among the
+  classes present, then a sample of it, so classes come 1:1 (the reference draws all positives
+  and as many fresh negatives each epoch). Returns {'image': (B, *S, C) float32 channels-last,
+  'label': (B, *roi) int32 for segmentation, (B,) int32 classes, (B, L) float32 multi-label
+  targets or (B,) float32 values}."""
   rng = np.random.default_rng((seed, step))
+  members = _class_members(samples) if task.sampling.balanced else None
   images, labels = [], []
   for _ in range(batch_size):
-    image, label = augment(task, samples[rng.integers(len(samples))], roi, rng)
+    if members is None:
+      index = rng.integers(len(samples))
+    else:
+      group = members[rng.integers(len(members))]
+      index = group[rng.integers(len(group))]
+    image, label = augment(task, samples[index], roi, rng)
     images.append(np.moveaxis(image, 0, -1))
     labels.append(label)
+  shapes = {image.shape for image in images}
+  if len(shapes) > 1:
+    raise ValueError(f"task {task.name!r}: inputs of shapes {sorted(shapes)} do not stack into "
+                     "a batch; give every axis a size (roi or preprocessing resize)")
   dtype = {"segmentation": np.int32, "classification": np.int32}.get(task.kind, np.float32)
   return {"image": np.stack(images), "label": np.asarray(np.stack(labels), dtype)}

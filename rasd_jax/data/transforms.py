@@ -12,6 +12,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 R, G, B weights
+
 
 def _check_same_spatial(image, label):
   if label is not None and image.shape[1:] != label.shape[1:]:
@@ -229,6 +231,51 @@ def rand_shift_intensity(image, offset, prob, rng):
   if rng.random() >= prob:
     return image
   return image + float(rng.uniform(-offset, offset))
+
+
+def rand_spatial_crop(image, size, rng):
+  """A random window of `size` (None: the whole axis) of `image`, its start uniform in
+  0..n - size on each axis (MONAI RandSpatialCrop, random_center, fixed size). Axes already of
+  that size draw nothing. A view of the input."""
+  shape = image.shape[1:]
+  size = [n if s is None else int(s) for n, s in zip(shape, size)]
+  if len(size) != len(shape) or any(s > n for s, n in zip(size, shape)):
+    raise ValueError(f"rand_spatial_crop: size {tuple(size)} does not fit in image {image.shape}")
+  starts = [int(rng.integers(n - s + 1)) if n > s else 0 for n, s in zip(shape, size)]
+  return image[(slice(None),) + tuple(slice(b, b + s) for b, s in zip(starts, size))]
+
+
+def _grey_mean(image):
+  """PIL's mean grey level of a [0, 1] image: ITU-R 601 luma of RGB (else the values), as the
+  nearest of 256 levels (ImageStat mean + 0.5, truncated)."""
+  grey = np.tensordot(LUMA, image, axes=1) if image.shape[0] == 3 else image
+  return float(np.floor(float(grey.mean()) * 255.0 + 0.5)) / 255.0  # a Python float keeps float32
+
+
+def rand_brightness_contrast(image, brightness, contrast, prob, rng, mode):
+  """Brightness, then contrast, each with probability `prob`, on a [0, 1] image; clipped to
+  [0, 1]. mode "shift" (the CC-CCII / MRNet reference): x + b, then * c, b and c - 1 whole
+  percents drawn uniformly in +-brightness and +-contrast (random.randint(-7, 7) / 100), one clip
+  at the end. mode "enhance" (PIL ImageEnhance, the DRAC reference): x * u, then
+  m + u' * (x - m) with m the image's mean grey, u and u' uniform in 1 +- brightness and
+  1 +- contrast, clipped after each as PIL's 8-bit images are. Returns float32."""
+  image = image.astype(np.float32)
+  if mode == "shift":
+    if rng.random() < prob:
+      image = image + int(rng.integers(-round(100 * brightness), round(100 * brightness) + 1)) / 100
+    if rng.random() < prob:
+      image = image * (1 + int(rng.integers(-round(100 * contrast),
+                                            round(100 * contrast) + 1)) / 100)
+    return np.clip(image, 0.0, 1.0)
+  if mode != "enhance":
+    raise ValueError(f"rand_brightness_contrast: mode {mode!r} is not 'shift' or 'enhance'")
+  if rng.random() < prob:
+    image = np.clip(image * float(rng.uniform(1 - brightness, 1 + brightness)), 0.0, 1.0)
+  if rng.random() < prob:
+    mean = _grey_mean(image)
+    image = np.clip(mean + float(rng.uniform(1 - contrast, 1 + contrast)) * (image - mean),
+                    0.0, 1.0)
+  return image
 
 
 def resize(image, size, order=1):

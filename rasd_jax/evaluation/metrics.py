@@ -4,7 +4,10 @@ Segmentation, per case and background excluded: Dice, HD95 and NSD as MONAI's Di
 (include_background=False, ignore_empty=True), HausdorffDistanceMetric(percentile=95) and
 SurfaceDiceMetric define them, in mm; `aggregate_segmentation` summarises a dataset.
 Classification: accuracy, balanced accuracy, macro F1, exact ROC AUC (binary and macro
-one-vs-rest); multi-label macro AUC. Regression: MAE and RMSE.
+one-vs-rest); multi-label macro AUC. Regression: MAE and RMSE. Dataset-level metrics of
+particular benchmarks (a task's extra_metrics): `segmentation_extra_metrics` (GlaS object F1
+and object Dice, AJI, PQ, mIoU, IoU, pixel AUPR; the object-level parts in `instance_metrics`)
+and `pooled_extra_metrics` (QWK, detection F1 over candidates).
 
 NaN means "undefined for this input" (a class absent from the target, an AUC without positives)
 and is left out of every mean. Each function states its conventions.
@@ -12,6 +15,8 @@ and is left out of every mean. Each function states its conventions.
 
 import numpy as np
 from scipy import ndimage, stats
+
+from rasd_jax.evaluation import instance_metrics
 
 # Segmentation
 
@@ -61,8 +66,7 @@ def segmentation_metrics(pred, target, num_classes, spacing=None, tolerance_mm=1
   pred, target = pred.astype(np.intp), target.astype(np.intp)
 
   # One pass over the voxels for every class: counts[p, t] of (pred, target) label pairs.
-  counts = np.bincount((pred * num_classes + target).ravel(), minlength=num_classes ** 2)
-  counts = counts.reshape(num_classes, num_classes)
+  counts = _confusion(pred, target, num_classes)
   intersection = np.diag(counts)[1:]
   pred_size, target_size = counts.sum(1)[1:], counts.sum(0)[1:]
   dice, hd95, nsd = (np.full(num_classes - 1, np.nan) for _ in range(3))
@@ -171,18 +175,10 @@ def classification_metrics(labels, scores):
     classes where it is defined (sklearn's roc_auc_score(multi_class="ovr", average="macro")
     when every class is present).
   """
-  labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
-  if scores.ndim != 2 or scores.shape[1] < 2 or labels.shape != scores.shape[:1]:
-    raise ValueError(f"labels must be (N,) and scores (N, C) with C >= 2, got labels "
-                     f"{labels.shape} and scores {scores.shape}")
-  if not len(labels):
-    raise ValueError("no samples")
-  _check_finite(scores, "scores")
+  labels, scores = _classification_inputs(labels, scores)
   num_classes = scores.shape[1]
-  _check_labels(labels, num_classes, "labels")
   predictions = np.argmax(scores, axis=1)
-  confusion = np.bincount(labels.astype(np.intp) * num_classes + predictions,
-                          minlength=num_classes ** 2).reshape(num_classes, num_classes)
+  confusion = _confusion(labels, predictions, num_classes)
   correct, support, predicted = np.diag(confusion), confusion.sum(1), confusion.sum(0)
   f1_denominator = support + predicted  # (TP + FN) + (TP + FP)
   f1_scored = f1_denominator > 0
@@ -250,6 +246,224 @@ def regression_metrics(targets, predictions):
   return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2)))}
 
 
+# Dataset-level metrics of particular benchmarks (a task's extra_metrics)
+
+SEGMENTATION_EXTRA_METRICS = ("object_f1", "object_dice", "aji", "pq", "miou", "iou", "aupr")
+POOLED_EXTRA_METRICS = ("qwk", "detection_f1")
+_CASE_KEYS = ("pred", "target", "instances", "prob")
+
+
+def segmentation_extra_metrics(names, cases, num_classes):
+  """The metrics `names` (of SEGMENTATION_EXTRA_METRICS) of a segmentation dataset: {name: float}.
+
+  cases: one dict per image, {"pred": int label map, "target": int label map of the same 2D or
+  3D shape, "instances": the ground truth's instance-id map (0 on background, nonzero exactly
+  where target is foreground) or None, "prob": float foreground probability map or None};
+  missing optional keys mean None. Objects: a ground-truth object is one id of `instances` within
+  one class, or without it a connected component of one target class; a predicted object is a
+  connected component of one predicted class. Components use full connectivity (8 neighbours in
+  2D, 26 in 3D), as `instance_metrics.instance_map` says.
+
+  - object_f1 (GlaS, Sirinukunwattana et al. 2017, Med. Image Anal. 35): a predicted object is a
+    true positive when the ground-truth object it overlaps most has more than half of its area
+    covered by it, else a false positive; ground-truth objects left are false negatives.
+    Precision, recall and F1 of the counts added over all images (the challenge's F1 over its
+    test set, as the Warwick evaluation code sums them). Matching ignores classes. NaN without
+    objects in any image (0/0), 0 when only one side has objects.
+  - object_dice (GlaS, same paper): 1/2 [sum_i w_i Dice(G_i, S*(G_i)) + sum_j v_j Dice(G*(S_j),
+    S_j)], over all ground-truth objects G_i and predicted objects S_j of the dataset, w_i and
+    v_j their areas over the total ground-truth and predicted object areas of the dataset,
+    S*(G_i) the predicted object of the same image that overlaps G_i most (Dice 0 if none does),
+    G*(S_j) likewise. A side with no objects adds 0; NaN when neither has any (the challenge
+    code gives 1 to such an image; pooled, that happens only for a dataset without objects).
+  - aji (Kumar et al. 2017, IEEE TMI 36): the Aggregated Jaccard Index of each image
+    (`instance_metrics.aji`), then the mean over the images where it is defined (an image with
+    no objects on either side is NaN and left out). Matching ignores classes.
+  - pq (Kirillov et al. 2019, CVPR, "Panoptic Segmentation"): for each foreground class c,
+    objects of class c matched at IoU > 0.5 in each image; with TP, FP, FN and the matched IoUs
+    added over all images, PQ_c = sum IoU / (TP + FP / 2 + FN / 2) (the paper's dataset-level
+    PQ, as the COCO panoptic code computes it; MoNuSAC's own scoring averages per image). pq is
+    the mean of PQ_c over the classes with TP + FP + FN > 0: a class that is in neither the
+    targets nor the predictions is left out, one only predicted counts 0. Background is not a
+    class of PQ.
+  - miou: IoU_c = |P_c ∩ T_c| / |P_c ∪ T_c| with the voxel counts added over all images, for
+    every class c INCLUDING background, and the mean over the classes with a nonzero union
+    (mmsegmentation's IoUMetric, the convention of the MMOTU benchmark).
+  - iou (binary tasks only): the foreground IoU |P ∩ T| / |P ∪ T| of each image, then the mean
+    over the images whose target has foreground (an empty target is NaN and left out, as the
+    Dice's ignore_empty). Background is not scored.
+  - aupr (binary tasks only; needs "prob" in every case): the average precision of the
+    foreground probabilities against target > 0 over all pixels of all images together,
+    AP = sum_n (R_n - R_{n-1}) P_n over the distinct thresholds (sklearn's
+    average_precision_score: no interpolation, tied scores share one threshold). NaN without
+    any foreground pixel.
+  """
+  names = _check_metric_names(names, SEGMENTATION_EXTRA_METRICS, "segmentation")
+  if num_classes < 2:
+    raise ValueError(f"num_classes must be >= 2 (background + 1), got {num_classes}")
+  binary_only = [name for name in names if name in ("iou", "aupr")]
+  if binary_only and num_classes != 2:
+    raise ValueError(f"{binary_only} are defined for binary tasks, got num_classes={num_classes}")
+  if not cases:
+    raise ValueError("no cases to score")
+  cases = [_check_case(case, i, num_classes, need_prob="aupr" in names)
+           for i, case in enumerate(cases)]
+
+  objects = {"object_f1", "object_dice", "aji", "pq"}.intersection(names)
+  totals, image_aji, image_iou = {}, [], []
+  for case in cases:
+    if objects:
+      true_ids, true_classes = instance_metrics.instance_map(case["target"], num_classes,
+                                                             case["instances"])
+      pred_ids, pred_classes = instance_metrics.instance_map(case["pred"], num_classes)
+      num_true, num_pred = len(true_classes) - 1, len(pred_classes) - 1
+    if {"object_f1", "object_dice"}.intersection(names):
+      _add_to(totals, instance_metrics.glas_sums(true_ids, num_true, pred_ids, num_pred))
+    if "aji" in names:
+      image_aji.append(instance_metrics.aji(true_ids, num_true, pred_ids, num_pred))
+    if "pq" in names:
+      _add_to(totals, {f"pq_{key}": value for key, value in instance_metrics.pq_sums(
+          true_ids, true_classes, pred_ids, pred_classes, num_classes).items()})
+    if "miou" in names or "iou" in names:
+      confusion = _confusion(case["target"], case["pred"], num_classes)
+      _add_to(totals, {"confusion": confusion})
+      image_iou.append(_iou(confusion)[1] if confusion[1].sum() else np.nan)
+
+  results = {}
+  if "object_f1" in names:
+    results["object_f1"] = instance_metrics.f1_of_counts(totals["tp"], totals["fp"], totals["fn"])
+  if "object_dice" in names:
+    sides = [totals[f"{side}_dice"] / totals[f"{side}_area"] if totals[f"{side}_area"] else 0.0
+             for side in ("true", "pred")]
+    results["object_dice"] = (float(np.mean(sides)) if totals["true_area"] + totals["pred_area"]
+                              else float("nan"))
+  if "aji" in names:
+    results["aji"] = float(_nanmean(image_aji))
+  if "pq" in names:
+    tp, fp, fn = (totals[f"pq_{key}"][1:] for key in ("tp", "fp", "fn"))
+    denominator = tp + (fp + fn) / 2
+    with np.errstate(invalid="ignore"):
+      results["pq"] = float(_nanmean(totals["pq_iou"][1:] / denominator))
+  if "miou" in names:
+    results["miou"] = float(_nanmean(_iou(totals["confusion"])))
+  if "iou" in names:
+    results["iou"] = float(_nanmean(image_iou))
+  if "aupr" in names:
+    results["aupr"] = _pixel_average_precision(cases)
+  return {name: results[name] for name in names}
+
+
+def pooled_extra_metrics(names, labels, scores):
+  """The metrics `names` (of POOLED_EXTRA_METRICS) of a classification set: {name: float}.
+
+  labels: (N,) ints in [0, C); scores: (N, C) probabilities or logits; the prediction is the
+  argmax. Over all N samples at once:
+  - qwk: Cohen's quadratically weighted kappa (Cohen 1968), 1 - sum w_ij O_ij / sum w_ij E_ij
+    with O the C x C confusion matrix over all classes 0..C-1 (absent ones included), E the
+    outer product of its marginals over N, w_ij = (i - j)^2 (sklearn's
+    cohen_kappa_score(weights="quadratic")). NaN when sum w E = 0 (labels and predictions all
+    one and the same class).
+  - detection_f1: F1 = 2 TP / (2 TP + FP + FN) of class 1 (MIDOG's "mitotic figure") against
+    the rest. With one candidate per annotated cell this is the detection F1; NaN without class 1
+    in labels and predictions.
+  """
+  names = _check_metric_names(names, POOLED_EXTRA_METRICS, "classification")
+  labels, scores = _classification_inputs(labels, scores)
+  confusion = _confusion(labels, np.argmax(scores, axis=1), scores.shape[1])
+  results = {}
+  if "qwk" in names:
+    classes = np.arange(len(confusion))
+    weights = (classes[:, None] - classes[None, :]) ** 2
+    expected = np.outer(confusion.sum(1), confusion.sum(0)) / confusion.sum()
+    disagreement = np.sum(weights * expected)
+    results["qwk"] = (float(1 - np.sum(weights * confusion) / disagreement) if disagreement
+                      else float("nan"))
+  if "detection_f1" in names:
+    tp = confusion[1, 1]
+    results["detection_f1"] = instance_metrics.f1_of_counts(
+        tp, confusion[:, 1].sum() - tp, confusion[1].sum() - tp)
+  return {name: results[name] for name in names}
+
+
+def _check_metric_names(names, known, kind):
+  names = tuple(names)
+  unknown = [name for name in names if name not in known]
+  if unknown:
+    raise ValueError(f"unknown {kind} extra metrics {unknown}; known: {list(known)}")
+  return names
+
+
+def _check_case(case, index, num_classes, need_prob):
+  """The case with arrays checked and optional keys filled with None."""
+  where = f"cases[{index}]"
+  unknown = set(case) - set(_CASE_KEYS)
+  if unknown or "pred" not in case or "target" not in case:
+    raise ValueError(f"{where} must have keys 'pred' and 'target' (optional: 'instances', "
+                     f"'prob'), got {sorted(case)}")
+  case = {key: None if case.get(key) is None else np.asarray(case[key]) for key in _CASE_KEYS}
+  pred, target = case["pred"], case["target"]
+  if pred.shape != target.shape or target.ndim not in (2, 3):
+    raise ValueError(f"{where}: pred and target must be label maps of one 2D or 3D shape, got "
+                     f"{pred.shape} and {target.shape}")
+  _check_labels(pred, num_classes, f"{where}['pred']")
+  _check_labels(target, num_classes, f"{where}['target']")
+  instances = case["instances"]
+  if instances is not None:
+    if instances.shape != target.shape or not np.issubdtype(instances.dtype, np.integer):
+      raise ValueError(f"{where}['instances'] must be an integer map of the target's shape "
+                       f"{target.shape}, got {instances.dtype} {instances.shape}")
+    mismatch = np.sum((instances != 0) != (target > 0))
+    if instances.min() < 0 or mismatch:
+      raise ValueError(f"{where}['instances'] must be >= 0 and nonzero exactly where target is "
+                       f"foreground; {mismatch} of {target.size} voxels disagree, min "
+                       f"{instances.min()}")
+  prob = case["prob"]
+  if prob is None and need_prob:
+    raise ValueError(f"aupr needs foreground probabilities: {where} has no 'prob'")
+  if prob is not None:
+    if prob.shape != target.shape:
+      raise ValueError(f"{where}['prob'] has shape {prob.shape}, target {target.shape}")
+    _check_finite(prob, f"{where}['prob']")
+  return case
+
+
+def _iou(confusion):
+  """IoU of each class from a confusion matrix; NaN where the class is in neither map."""
+  intersection = np.diag(confusion)
+  union = confusion.sum(0) + confusion.sum(1) - intersection
+  with np.errstate(invalid="ignore"):
+    return intersection / union
+
+
+def _pixel_average_precision(cases):
+  """Average precision of case["prob"] against case["target"] > 0 over all pixels of all cases.
+
+  Recall changes only at thresholds equal to some positive's score, so AP is the sum over the
+  distinct positive scores t of (positives scoring t) / P x precision at t. The negatives are
+  only counted against those thresholds, one image at a time: no sort of every pixel at once.
+  """
+  positives = np.concatenate([case["prob"][case["target"] > 0].astype(float) for case in cases])
+  if not len(positives):
+    return float("nan")
+  thresholds, at_threshold = np.unique(positives, return_counts=True)
+  # negatives_in[k]: negatives scoring in [thresholds[k - 1], thresholds[k]) (k = 0: below all).
+  negatives_in = np.zeros(len(thresholds) + 1, np.int64)
+  for case in cases:
+    negatives = case["prob"][case["target"] == 0].astype(float)
+    negatives_in += np.bincount(np.searchsorted(thresholds, negatives, side="right"),
+                                minlength=len(thresholds) + 1)
+  # At threshold thresholds[k], the positives and negatives scoring >= it are predicted positive.
+  true_positives = np.cumsum(at_threshold[::-1])[::-1]
+  false_positives = np.cumsum(negatives_in[::-1])[::-1][1:]
+  precision = true_positives / (true_positives + false_positives)
+  return float(np.sum(at_threshold * precision) / len(positives))
+
+
+def _add_to(totals, values):
+  for key, value in values.items():
+    totals[key] = totals.get(key, 0) + value
+
+
 # Shared checks and reductions
 
 
@@ -266,6 +480,25 @@ def _check_finite(x, name):
   if not np.all(np.isfinite(x)):
     raise ValueError(f"{name} must be finite; {np.sum(~np.isfinite(x))} of the {x.size} values "
                      f"of shape {x.shape} are not")
+
+
+def _classification_inputs(labels, scores):
+  """labels (N,) in [0, C) and scores (N, C) as arrays, checked; C >= 2, N >= 1."""
+  labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+  if scores.ndim != 2 or scores.shape[1] < 2 or labels.shape != scores.shape[:1]:
+    raise ValueError(f"labels must be (N,) and scores (N, C) with C >= 2, got labels "
+                     f"{labels.shape} and scores {scores.shape}")
+  if not len(labels):
+    raise ValueError("no samples")
+  _check_finite(scores, "scores")
+  _check_labels(labels, scores.shape[1], "labels")
+  return labels, scores
+
+
+def _confusion(rows, columns, num_classes):
+  """counts[i, j] of the positions where rows == i and columns == j (label arrays)."""
+  keys = rows.astype(np.intp).ravel() * num_classes + columns.astype(np.intp).ravel()
+  return np.bincount(keys, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 def _is_distribution(scores):

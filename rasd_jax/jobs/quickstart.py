@@ -27,23 +27,18 @@ import math
 import os
 import time
 
-from flax import nnx
 import jax
 import numpy as np
 from scipy import stats
 
-from rasd_jax import models
 from rasd_jax.data import demo
 from rasd_jax.data import pipeline
-from rasd_jax.jobs import finetune as finetune_job
-from rasd_jax.jobs import pretrain as pretrain_job
+from rasd_jax.evaluation import selection
 from rasd_jax.jobs import workdir as workdir_lib
 from rasd_jax.jobs.workdir import log
-from rasd_jax.training import finetune
-from rasd_jax.training import mesh as mesh_lib
-from rasd_jax.training import optimizer
-from rasd_jax.training import state as state_lib
-from rasd_jax.training import transfer
+from rasd_jax.training import engine
+from rasd_jax.training import pretrain
+from rasd_jax.training import weights
 
 TASKS = ("brain", "nuclei")
 INITS = ("scratch", "pretrained")
@@ -65,145 +60,30 @@ def _check(config):
                        f"{name}.train_images = {amounts}")
 
 
-# Both demo images have 1 mm (brain) or 1 pixel (nuclei) spacing in the plane.
-SPACING = (1.0, 1.0)
+def _spec(pre, num_classes):
+  """The fine-tuned network: the pre-trained one with a new 1x1 head on its outputs."""
+  return dict(network="downstream", checkpoints=selection.BEST_DIR, model=pre.model, ndim=2,
+              in_channels=1, out_channels=pre.out_channels, num_outputs=num_classes,
+              head="add", pooled=False, output="softmax", classes=None)
 
 
-def _slices(region, indices):
-  return [{"image": region.image[..., z], "label": region.label[0, ..., z].astype(np.int32),
-           "spacing": SPACING} for z in indices]
-
-
-def _brain_slices(region, settings, count=None):
-  """Slices of a slab holding at least `min_brain` brain; `count` evenly spaced, or all."""
-  brain = (region.label[0] > 0).mean(axis=(0, 1))
-  usable = np.flatnonzero(brain >= settings.min_brain)
-  if count is not None:
-    usable = usable[np.linspace(0, len(usable) - 1, count).round().astype(int)]
-  return _slices(region, usable)
-
-
-def _tiles(region, side):
-  """Non-overlapping side x side tiles of a 2D region that hold some foreground."""
-  image, label = region.image, region.label[0].astype(np.int32)
-  tiles = []
-  for i in range(0, label.shape[0] - side + 1, side):
-    for j in range(0, label.shape[1] - side + 1, side):
-      box = (slice(i, i + side), slice(j, j + side))
-      if label[box].any():
-        tiles.append({"image": image[(slice(None),) + box], "label": label[box],
-                      "spacing": SPACING})
-  return tiles
-
-
-def _whole(region):
-  return [{"image": region.image, "label": region.label[0].astype(np.int32),
-           "spacing": SPACING}]
-
-
-def load_task(name, config):
-  """{'train', 'val', 'test'}: lists of {'image' (1, H, W), 'label' (H, W), 'spacing'},
-  and the class names."""
-  settings = config[name]
-  if name == "brain":
-    regions = demo.split(demo.brain_tissue())
-    data = {"train": _brain_slices(regions["train"], settings),
-            "val": _brain_slices(regions["val"], settings, settings.val_slices),
-            "test": _brain_slices(regions["test"], settings, settings.test_slices)}
-  else:
-    regions = demo.split(demo.nuclei())
-    data = {"train": _tiles(regions["train"], settings.tile), "val": _whole(regions["val"]),
-            "test": _whole(regions["test"])}
-  if len(data["train"]) < max(settings.train_images):
-    raise ValueError(f"{name}: {len(data['train'])} training {UNITS[name]} available, "
-                     f"fewer than train_images {max(settings.train_images)}")
-  return data, regions["train"].class_names
-
-
-class _Runner:
-  """A task's data and jitted functions, shared by its runs."""
-
-  def __init__(self, name, config, pretrained, mesh):
-    self.name, self.config, self.pretrained = name, config, pretrained
-    self.data, class_names = load_task(name, config)
-    self.num_classes = len(class_names)
-    self.roi = (config.roi,) * 2
-    self.task = pipeline.custom_task("segmentation", 2, 1, class_names, self.roi, name=name)
-    self.sharding = finetune.batch_sharding(mesh)
-    self.variants = {}
-    for probe in (False, True):
-      tx, schedule = optimizer.make(config.probe_optim if probe else config.optim,
-                                    config.steps)
-      if probe:
-        tx = finetune.probe_tx(tx)
-      graphdef, abstract = state_lib.abstract(self.make_model(0), tx, mesh)
-      # Host copy of a fresh state: step 0 and the optimiser's zero moments, for every run.
-      fresh = jax.device_get(state_lib.create(self.make_model(0), tx, abstract))
-      step = finetune.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule,
-                                output="softmax", probe=probe)
-      self.variants[probe] = (abstract, fresh, step)
-    self.segment = finetune.make_segment(graphdef, self.roi, config.overlap, "softmax")
-    log(f"{name}: {self.num_classes} classes; {len(self.data['train'])} training "
-        f"{UNITS[name]}, {len(self.data['val'])} validation and {len(self.data['test'])} "
-        "test images")
-
-  def make_model(self, seed):
-    pre = self.config.pretrain
-    return lambda: models.create_downstream(
-        pre.model, 2, 1, self.num_classes, head="add", features=pre.out_channels,
-        rngs=models.init_rngs(seed))
-
-  def _initial_state(self, init, seed, probe):
-    abstract, fresh, _ = self.variants[probe]
-    model = self.make_model(seed)()
-    if init == "pretrained":
-      report = transfer.copy_matching(model.backbone, self.pretrained)
-      if report["missing"] or report["shape_mismatch"]:
-        raise ValueError(f"the pre-trained network does not fit the backbone:\n"
-                         f"{transfer.summary(report)}")
-    _, params, rest = nnx.split(model, nnx.Param, ...)
-    state = dict(fresh, params=params, rest=rest)
-    # New buffers (via the host): the step donates them, and copy_matching shares the
-    # pre-trained network's arrays, which later runs need.
-    return jax.tree.map(lambda a, x: jax.device_put(np.asarray(x), a.sharding), abstract,
-                        state)
-
-  def _evaluate(self, params, rest, split):
-    return finetune_job.evaluate_segmentation(self.segment, params, rest, self.data[split],
-                                              self.task)
-
-  def run(self, init, n, seed, probe):
-    """One fine-tuning run: its runs.jsonl record."""
-    start = time.perf_counter()
-    config = self.config
-    order = np.random.default_rng(seed).permutation(len(self.data["train"]))
-    train = [self.data["train"][i] for i in order[:n]]
-    _, _, step_fn = self.variants[probe]
-    state = self._initial_state(init, seed, probe)
-    curve, best = [], None
-    for step in range(config.steps):
-      batch = pipeline.make_batch(self.task, train, self.roi, config.batch_size, seed, step)
-      state, metrics = step_fn(state, jax.device_put(batch, self.sharding))
-      done = step + 1
-      if done % config.eval_every and done != config.steps:
-        continue
-      loss = float(metrics["loss"])
-      if not math.isfinite(loss):
-        raise FloatingPointError(f"{self.name} {init} n={n} seed={seed}: the loss became "
-                                 f"{loss} by step {done}; lower optim.lr")
-      dice = self._evaluate(state["params"], state["rest"], "val")["dice"]
-      curve.append([done, dice])
-      if best is None or dice > best[0]:
-        # Host copies: the device state is donated to the next step.
-        best = (dice, done, jax.device_get((state["params"], state["rest"])))
-    val_dice, selected, (params, rest) = best
-    test = self._evaluate(params, rest, "test")
-    return workdir_lib.json_ready({
-        "task": self.name, "init": init, "train_images": n, "seed": seed, "probe": probe,
-        "selected_step": selected, "val_dice": val_dice, "test_dice": test["dice"],
-        "test_dice_per_class": test["dice_per_class"], "curve": curve,
-        "split_sizes": {k: len(v) for k, v in self.data.items()},
-        "seconds": round(time.perf_counter() - start, 2)})
+def run_one(trainers, data, workdir, name, init, n, seed, probe, pretrained, config):
+  """One fine-tuning or probe run through the engine, in its own workdir: its runs.jsonl
+  record."""
+  start = time.perf_counter()
+  order = np.random.default_rng(seed).permutation(len(data["train"]))
+  results = engine.train_and_evaluate(
+      trainers[probe], workdir, train=[data["train"][i] for i in order[:n]], val=data["val"],
+      test=data["test"], seed=seed, total_steps=config.steps, eval_every=config.eval_every,
+      pretrained=pretrained if init == "pretrained" else None,
+      checkpoint_every=config.steps, log_every=config.steps, threads=2)
+  return workdir_lib.json_ready({
+      "task": name, "init": init, "train_images": n, "seed": seed, "probe": probe,
+      "selected_step": results["selected_step"], "val_dice": results["val"]["dice"],
+      "test_dice": results["test"]["dice"],
+      "test_dice_per_class": results["test"]["dice_per_class"], "curve": results["curve"],
+      "split_sizes": {k: len(v) for k, v in data.items()},
+      "seconds": round(time.perf_counter() - start, 2)})
 
 
 def run_key(record):
@@ -247,25 +127,42 @@ def run(config, workdir):
   _check(config)
   workdir_lib.prepare(workdir, config)
   pre_dir = os.path.join(workdir, "pretrain")
-  pretrain_job.run(config.pretrain, pre_dir)
-  pretrained, _, pre_step = pretrain_job.load_model(pre_dir)
+  pretrain.train(config.pretrain, pre_dir)
+  pre_step = weights.read_spec(pre_dir)["step"]
   if pre_step < config.pretrain.total_steps:
     log(f"pre-training stopped at step {pre_step} of {config.pretrain.total_steps}; run the "
         "same command again to resume")
     return
-
+  pretrained = weights.load_model(pre_dir)
   path = os.path.join(workdir, "runs.jsonl")
   done = {run_key(r) for r in read_runs(path)}
   todo = [r for r in planned_runs(config) if r not in done]
   log(f"{len(done)} runs already in {path}; {len(todo)} to do")
-  mesh = mesh_lib.make_mesh()
   for name in TASKS:
     mine = [r for r in todo if r[0] == name]
     if not mine:
       continue
-    runner = _Runner(name, config, pretrained, mesh)
+    settings = config[name]
+    data, class_names = demo.samples_2d(
+        name, **{k: settings[k] for k in ("min_brain", "val_slices", "test_slices", "tile")
+                 if k in settings})
+    if len(data["train"]) < max(settings.train_images):
+      raise ValueError(f"{name}: {len(data['train'])} training {UNITS[name]} available, "
+                       f"fewer than train_images {max(settings.train_images)}")
+    log(f"{name}: {len(class_names)} classes; {len(data['train'])} training {UNITS[name]}, "
+        f"{len(data['val'])} validation and {len(data['test'])} test images")
+    task = pipeline.custom_task("segmentation", 2, 1, class_names, (config.roi,) * 2,
+                                name=name)
+    spec = _spec(config.pretrain, len(class_names))
+    trainers = {probe: engine.make_trainer(
+        spec, task, config.probe_optim if probe else config.optim, config.steps,
+        batch_size=config.batch_size, probe=probe, overlap=config.overlap)
+        for probe in (False, True)}
     for _, init, n, seed, probe in mine:
-      record = runner.run(init, n, seed, probe)
+      run_dir = os.path.join(workdir, "runs", f"{name}_{init}_n{n}_seed{seed}"
+                             + "_probe" * probe)
+      record = run_one(trainers, data, run_dir, name, init, n, seed, probe, pretrained,
+                       config)
       if jax.process_index() == 0:
         with open(path, "a") as f:
           f.write(json.dumps(record) + "\n")

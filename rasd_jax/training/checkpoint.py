@@ -12,6 +12,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+_ITEM = "default"  # the folder of a step's one item, as CheckpointManager names it
+
 
 def path_name(path):
   """'params/encoder1/layer/conv1/kernel': a pytree path the same whether it comes from
@@ -44,17 +46,18 @@ class Checkpointer:
   def latest_step(self):
     return self._manager.latest_step()
 
-  def restore(self, abstract_state, step=None):
-    """The checkpoint of `step` (default: the latest), laid out (shardings included) as
-    `abstract_state`."""
-    step = self.latest_step() if step is None else step
+  def _check(self, step, abstract, partial=False):
+    """Raises a ValueError naming the differences between the arrays of `abstract` and
+    those of the checkpoint of `step` (with `partial`, arrays the checkpoint has beyond
+    `abstract` are fine)."""
     if step not in self._manager.all_steps():
       raise ValueError(f"{self.directory} holds no checkpoint of step {step}; it has "
                        f"{sorted(self._manager.all_steps())}")
     saved = _shapes(self._manager.item_metadata(step))
-    expected = _shapes(abstract_state)
+    expected = _shapes(abstract)
     problems = [f"{k}: missing" for k in expected if k not in saved]
-    problems += [f"{k}: not in this model" for k in saved if k not in expected]
+    if not partial:
+      problems += [f"{k}: not in this model" for k in saved if k not in expected]
     problems += [f"{k}: shape {saved[k]} in the checkpoint, {expected[k]} here"
                  for k in expected if k in saved and saved[k] != expected[k]]
     problems.sort(key=lambda p: not p.startswith("params/"))  # The model's own first.
@@ -63,7 +66,24 @@ class Checkpointer:
           f"the checkpoint {os.path.join(self.directory, str(step))} holds another model or "
           f"shape ({len(problems)} differences, e.g. {problems[:3]}); it is left as it is. "
           "Use a new --workdir.")
+
+  def restore(self, abstract_state, step=None):
+    """The checkpoint of `step` (default: the latest), laid out (shardings included) as
+    `abstract_state`."""
+    step = self.latest_step() if step is None else step
+    self._check(step, abstract_state)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+  def restore_subset(self, abstract, step=None):
+    """Only the arrays of `abstract` (e.g. {'params', 'rest'} of a train state) from the
+    checkpoint of `step`: the others (the optimiser's moments) are never read."""
+    step = self.latest_step() if step is None else step
+    self._check(step, abstract, partial=True)
+    path = os.path.join(self.directory, str(step), _ITEM)
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
+      return reader.restore(path, args=ocp.args.PyTreeRestore(
+          abstract, restore_args=restore_args, partial_restore=True))
 
   def start(self, abstract_state, create):
     """(first step, state): the latest checkpoint's, or 0 and `create()` when there is none."""

@@ -1,5 +1,10 @@
 """The outer training loop: the stateful shell around a pure, jitted step.
 
+The loop owns the cadence (big_vision's train loop): a step is `step(state, batch)` with the
+next element of `batches` (or `step(state)` when the step makes its own batch, as
+pre-training does on the device), and `evaluators` run every `evaluator.every` steps and at
+the last step, as `evaluator(state, step)`, before that step's checkpoint.
+
 Metrics are fetched one step late (the device runs step s+1 while the host logs step s).
 A checkpoint is written only after its step's metrics are checked finite, so the last
 checkpoint is always a good one. SIGTERM and Ctrl-C finish the current step, save, and
@@ -42,8 +47,8 @@ def _still_finite(finite, metrics):
   return finite & jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
 
 
-def run(step_fn, state, *, first_step, total_steps, batch_size, checkpointer, writer,
-        log_every, checkpoint_every, desc="train"):
+def run(step_fn, state, batches=None, *, first_step, total_steps, batch_size, checkpointer,
+        writer, log_every, checkpoint_every, evaluators=(), desc="train"):
   """Runs steps first_step .. total_steps - 1. Returns (state, last logged metrics,
   whether a signal stopped it). Raises NonFiniteError on a NaN/Inf loss or gradient."""
   show = jax.process_index() == 0
@@ -74,8 +79,11 @@ def run(step_fn, state, *, first_step, total_steps, batch_size, checkpointer, wr
   finite, since = True, first_step + 1
   with _stop_on_signals() as stop_requested:
     for step in range(first_step, total_steps):
-      state, metrics = step_fn(state)
+      state, metrics = step_fn(state) if batches is None else step_fn(state, next(batches))
       done = step + 1
+      for evaluator in evaluators:
+        if done % evaluator.every == 0 or done == total_steps:
+          evaluator(state, done)
       finite = _still_finite(finite, metrics)
       if pending is not None:
         log(*pending)

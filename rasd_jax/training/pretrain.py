@@ -4,7 +4,15 @@ One pure function `step(state) -> (state, metrics)`, jitted with the state donat
 batch of step s is the synthesis engine's batch (seed, s), generated inside the same
 program (a `shard_map` over 'data'), so no data crosses the host and a resumed run sees
 exactly the samples an uninterrupted one would.
+
+`train(config, workdir)` is the pretrain job: W/checkpoints/<step> (Orbax; the last
+`keep_checkpoints`), metrics.jsonl, tensorboard/, and model.json (the network's spec:
+rasd_jax.load_model(workdir) gives it back with the latest checkpoint's weights). Started
+again on the same workdir it resumes from the last checkpoint.
 """
+
+import os
+import time
 
 from flax import nnx
 import jax
@@ -13,9 +21,18 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rasd_jax import models
 from rasd_jax import synthesis
+from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax.jobs.workdir import log
 from rasd_jax.objectives import prototype
+from rasd_jax.training import checkpoint
+from rasd_jax.training import loop
+from rasd_jax.training import mesh as mesh_lib
+from rasd_jax.training import metrics as metrics_lib
+from rasd_jax.training import optimizer
 from rasd_jax.training import state as state_lib
+from rasd_jax.training import weights
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -62,3 +79,69 @@ def make_step(graphdef, abstract_state, spec, mesh, *, seed, batch_size, tx, sch
   shardings = jax.tree.map(lambda s: s.sharding, abstract_state)
   return jax.jit(step, in_shardings=(shardings,),
                  out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
+
+
+# What may change when a run is resumed (e.g. to train longer); anything else is refused.
+MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every")
+
+
+def _check(config):
+  synthesis.make_spec(config.synthesis)
+  for key in ("total_steps", "batch_size", "checkpoint_every", "log_every"):
+    if config[key] < 1:
+      raise ValueError(f"{key} = {config[key]}: must be >= 1")
+  models.resolve(config.model)
+
+
+def model_factory(config):
+  """`() -> network` with the initial weights of `config.seed`: what training starts from."""
+  ndim, channels = config.synthesis.ndim, config.synthesis.channels
+  return lambda: models.create(config.model, ndim, channels, config.out_channels,
+                               rngs=models.init_rngs(config.seed))
+
+
+def train(config, workdir):
+  """The pretrain job: trains `config` in `workdir`, resuming it."""
+  _check(config)
+  workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
+  mesh = mesh_lib.make_mesh()
+  spec = synthesis.make_spec(config.synthesis)
+  tx, schedule = optimizer.make(config.optim, config.total_steps)
+  make_model = model_factory(config)
+  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  weights.write_spec(workdir, dict(network="backbone", checkpoints="checkpoints",
+                                   model=models.resolve(config.model), ndim=spec.ndim,
+                                   in_channels=spec.channels,
+                                   out_channels=config.out_channels))
+  log(f"model {config.model} ({spec.ndim}D): "
+      f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
+      f" parameters; {mesh.shape['data']} devices, {jax.process_count()} processes")
+
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                         keep=config.keep_checkpoints)
+  try:
+    first_step, state = checkpointer.start(
+        abstract, lambda: state_lib.create(make_model, tx, abstract))
+    if first_step >= config.total_steps:
+      log(f"nothing to do: step {first_step} >= total_steps {config.total_steps}")
+      return
+    step = make_step(graphdef, abstract, spec, mesh, seed=config.seed,
+                              batch_size=config.batch_size, tx=tx, schedule=schedule,
+                              loss=config.loss, compute_dtype=config.compute_dtype)
+    start = time.perf_counter()
+    compiled = step.lower(abstract).compile()
+    memory = compiled.memory_analysis()
+    temp = f", {memory.temp_size_in_bytes / 2**20:.0f} MiB temporaries" if memory else ""
+    log(f"compiled the train step in {time.perf_counter() - start:.1f} s{temp}")
+
+    writer = metrics_lib.MetricsWriter(workdir, tensorboard=True,
+                                       resume_step=first_step)
+    try:
+      loop.run(compiled, state, first_step=first_step, total_steps=config.total_steps,
+               batch_size=config.batch_size, checkpointer=checkpointer, writer=writer,
+               log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+               desc="pretrain")
+    finally:
+      writer.close()
+  finally:
+    checkpointer.close()

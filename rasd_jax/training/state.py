@@ -36,6 +36,13 @@ def create(make_model, tx, abstract_state):
   return jax.jit(lambda: _init(make_model, tx), out_shardings=shardings)()
 
 
+def initializer(build, tx, abstract_state):
+  """`seed -> fresh state`, jitted once: `build(seed)` makes the network (the seed may be
+  traced), each array is created directly with its sharding."""
+  shardings = jax.tree.map(lambda s: s.sharding, abstract_state)
+  return jax.jit(lambda seed: _init(lambda: build(seed), tx), out_shardings=shardings)
+
+
 def apply_gradients(state, grads, rest, tx):
   """The next state: the optimiser's update of `params`, the model's updated `rest`."""
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

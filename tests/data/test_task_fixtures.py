@@ -14,11 +14,24 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from experiments import finetune as finetune_experiment
-from rasd_jax.data import pipeline, readers, tasks
+from rasd_jax.data import pipeline, readers, splits, tasks
 from rasd_jax.jobs import finetune as finetune_job
 
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 CASES = 4  # cases per split, per list file or per folder pair
+# Case n's name where the task's group pattern reads the patient from it (the folder id, or the
+# CSV's image columns), in the dataset's naming; two cases in a row share a patient.
+CASE_NAMES = {
+    "cocahis": lambda n: f"{n // 2}_{n}",
+    "janowczyk_epithelium": lambda n: f"{n // 2}_500_f{n:05d}",
+    "cdd_cesm": lambda n: f"P{n // 2}_{'LR'[n % 2]}_DM_CC",
+    "cbis_ddsm": lambda n: f"Mass-Training_P_{n // 2:05d}_LEFT_CC_{n}/1.3.6/000000",
+    "midog21": lambda n: f"patches/{n // 2:03d}_{n}",
+    "nucls": lambda n: f"crops/TCGA-A1-A{n // 2:03d}-DX1_{n}",
+    "wsss4luad": lambda n: f"{n // 2}-{n}-48057-[1, 0, 0]",
+}
+# What the * of a folder task's file name stands for (INbreast: the patient id and view).
+STARS = {"inbreast": lambda n: f"{n // 2:016x}_MG_R_CC_ANON"}
 
 
 def _write_dicom(path, pixels):
@@ -104,13 +117,15 @@ def _write_folder_layout(task, root):
     for spec in tasks.split_specs(task.files, split):
       pairs = [(spec["images"], spec["masks"])]
       if spec["images"].endswith("/*"):
-        pairs = [(spec["images"][:-1] + p, spec["masks"][:-1] + p) for p in ("p1", "p2")]
+        pairs = [(spec["images"][:-1] + p, spec["masks"][:-1] + p)
+                 for p in (f"{split}_p1", f"{split}_p2")]  # patients differ between splits
       ids = []
       for images, masks in pairs:
         for _ in range(CASES):
           n += 1
-          case = spec.get("ids", {}).get("format", "{:02d}").format(n)
-          image, mask = (t.replace("{id}", case).replace("*", "x") for t in spec["pattern"])
+          case = CASE_NAMES.get(task.name, spec.get("ids", {}).get("format", "{:02d}").format)(n)
+          star = STARS[task.name](n) if task.name in STARS else "x"
+          image, mask = (t.replace("{id}", case).replace("*", star) for t in spec["pattern"])
           _write_file(task, os.path.join(root, images, image))
           _write_file(task, os.path.join(root, masks, mask), mask=True)
           ids.append(n if "format" in spec.get("ids", {}) else case)
@@ -148,7 +163,8 @@ def _write_csv_layout(task, root):
           fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
           if not fields:  # a column holding the path
             fields, template = [template], "{" + template + "}"
-          row.update({f: f"{n:04d}" for f in fields})
+          name = CASE_NAMES[task.name](n) if task.name in CASE_NAMES else f"{n:04d}"
+          row.update({f: name for f in fields})
           if template.endswith("}"):  # the cell holds the file name with its suffix
             row[fields[-1]] += _ext(task)
           _write_file(task, os.path.join(root, template.format_map(row)))
@@ -222,7 +238,7 @@ def test_task_reads_its_layout(task, tmp_path):
   assert all(splits[s] is None for s in tasks.SPLITS if s not in counts)
   for entries in filter(None, splits.values()):
     for entry in entries:
-      assert set(entry) == {"image", "label", "id"} and entry["id"]
+      assert set(entry) - {"group"} == {"image", "label", "id"} and entry["id"]
       for path in readers._as_list(entry["image"]):
         assert os.path.isabs(path) and os.path.exists(path)
         readers.read_case(path)
@@ -245,6 +261,47 @@ def test_task_reads_its_layout(task, tmp_path):
   assert batch["image"].shape == (2, *roi, task.in_channels)
   if task.kind == "segmentation":
     assert batch["label"].shape == (2, *roi) and batch["label"].max() < task.num_classes
+
+
+def _knows_patient(task, split):
+  """Whether the layout names the patient of `split`'s cases (a group pattern, or one
+  subfolder per patient)."""
+  specs = [task.files] if task.layout.endswith("json") or task.layout == "class_folders" \
+      else tasks.split_specs(task.files, split)
+  return any("group" in spec or spec.get("images", "").endswith("/*") for spec in specs)
+
+
+def _patient(entry):
+  return entry.get("group", json.dumps(entry["image"]))
+
+
+@pytest.mark.parametrize("task", list(tasks.TASKS.values()), ids=lambda t: t.name)
+def test_task_splits_keep_each_patient_in_one_split(task, tmp_path):
+  """Through load_splits and make_splits: the patient where the layout knows it, official
+  lists kept, no patient in two splits, the same validation and test cases for every seed and
+  training fraction, cross-validated tasks tested on their fold."""
+  WRITERS[task.layout](task, str(tmp_path))
+  lists = tasks.load_splits(task, tmp_path)
+  for split, entries in lists.items():
+    assert all(("group" in e) == _knows_patient(task, split) for e in entries or ())
+  first = None
+  for seed, fraction in ((0, 1.0), (1, 1.0), (2, 0.5)):
+    out = splits.make_splits(lists, source=task.name, folds=task.cv_folds, seed=seed,
+                             train_fraction=fraction)
+    for split in ("val", "test"):
+      if lists[split] is not None:
+        assert out[split] == lists[split]
+    patients = {split: {_patient(e) for e in entries} for split, entries in out.items()}
+    assert all(patients.values())
+    assert not patients["train"] & patients["val"] and not patients["train"] & patients["test"]
+    assert not patients["val"] & patients["test"] or lists["test"] is not None
+    first = first or out
+    assert (out["val"], out["test"]) == (first["val"], first["test"])
+    if fraction == 1.0:
+      assert sorted(map(_patient, out["train"])) == sorted(map(_patient, first["train"]))
+    else:
+      assert len(out["train"]) == -(-len(first["train"]) // 2)
+      assert {_patient(e) for e in out["train"]} <= {_patient(e) for e in first["train"]}
 
 
 def _fixture(name, root):
@@ -285,8 +342,10 @@ def test_a_missing_list_file_or_data_dir_names_the_path_and_the_layout(tmp_path)
     tasks.load_splits(task, tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match=r"MoNuSAC_images_and_annotations does not exist"):
     tasks.load_splits("monusac", tmp_path)
-  with pytest.raises(ValueError, match="fold 5 of task 'brats21': it has 5 official fold"):
+  with pytest.raises(ValueError, match=r"fold 5 of task 'brats21': it has 5 folds \(0-4\)"):
     tasks.load_splits("brats21", tmp_path, fold=5)
+  with pytest.raises(ValueError, match=r"fold 1 of task 'btcv': it has no folds \(only 0\)"):
+    tasks.load_splits("btcv", tmp_path, fold=1)
 
 
 def test_entries_listed_twice_count_once(tmp_path):

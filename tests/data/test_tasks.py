@@ -2,6 +2,8 @@
 
 import collections
 import dataclasses
+import json
+import re
 
 import numpy as np
 import pytest
@@ -42,9 +44,41 @@ def test_task_checks_its_fields():
                           ({"layout": "zip"}, "layout"), ({"modality": "PET"}, "modality"),
                           ({"files": {"json": "DRIVE.json"}}, "'train'"),
                           ({"files": {**fields["files"], "mask": "x"}}, r"unknown keys \['mask'\]"),
-                          ({"files": {**fields["files"], "folds": 2}}, "'folds' goes with")]:
+                          ({"files": {**fields["files"], "folds": 2}}, "'folds' goes with"),
+                          ({"files": {**fields["files"], "cv_folds": 1}}, "'cv_folds' 1"),
+                          ({"files": {**fields["files"], "group": "Neo"}}, "one \\(group\\)"),
+                          ({"files": {**fields["files"], "group": "(("}}, "not a regular")]:
     with pytest.raises(ValueError, match=message):
       tasks.Task(**{**fields, **change})
+
+
+def test_task_checks_its_protocol():
+  """Each typed protocol part is checked, naming the task and the rule broken."""
+  drive = {field.name: getattr(tasks.get("drive"), field.name)
+           for field in dataclasses.fields(tasks.Task)}
+  btcv = {field.name: getattr(tasks.get("btcv"), field.name)
+          for field in dataclasses.fields(tasks.Task)}
+  for fields, change, message in [
+      (drive, {"optimizer": tasks.Optimizer("sgd")}, "algorithm is one of"),
+      (drive, {"optimizer": tasks.Optimizer(schedule="step")}, "schedule is one of"),
+      (drive, {"optimizer": tasks.Optimizer(lr=0.0)}, "lr > 0"),
+      (drive, {"optimizer": {"lr": 1e-4}}, "must be a tasks.Optimizer"),
+      (drive, {"schedule": tasks.Schedule(10, warmup_epochs=10)}, "warmup_epochs < epochs"),
+      (drive, {"schedule": tasks.Schedule(10, eval_every_epochs=11)}, "eval_every_epochs <="),
+      (drive, {"sampling": tasks.Sampling(patches_per_case=0)}, "patches_per_case >= 1"),
+      (drive, {"sampling": tasks.Sampling(pos=0, neg=0)}, "not both 0"),
+      (drive, {"sampling": tasks.Sampling(balanced=True)}, "balanced sampling is for"),
+      (drive, {"inference": tasks.Inference(overlap=1.0)}, "overlap < 1"),
+      (drive, {"inference": tasks.Inference(output="tanh")}, "output is one of"),
+      (btcv, {"inference": tasks.Inference(output="sigmoid")}, "'sigmoid' is for 2-class"),
+      (btcv, {"files": {**btcv["files"], "cv_folds": 5.0}}, "must be an int >= 2")]:
+    with pytest.raises(ValueError, match=f"task '{fields['name']}': .*{message}"):
+      tasks.Task(**{**fields, **change})
+  for name in ("luna16", "brats21"):  # an official test list; official folds
+    fields = {field.name: getattr(tasks.get(name), field.name)
+              for field in dataclasses.fields(tasks.Task)}
+    with pytest.raises(ValueError, match="without official folds or test list"):
+      tasks.Task(**{**fields, "files": {**fields["files"], "cv_folds": 5}})
 
 
 def test_task_checks_its_files_per_layout():
@@ -87,22 +121,25 @@ def test_task_is_valid(task):
   assert task.in_channels >= 1
   assert task.layout in tasks.LAYOUTS and task.layout_notes and task.split
   assert task.files and "train" in task.files and set(task.files) <= set(tasks.SPLITS) | {
-      "folds", "json", "fold_key", "val_tail", "image", "label", "images", "masks", "pattern",
-      "ids", "csv", "label_names", "fieldnames", "delimiter", "where"}
+      "folds", "cv_folds", "group", "json", "fold_key", "val_tail", "image", "label", "images",
+      "masks", "pattern", "ids", "csv", "label_names", "fieldnames", "delimiter", "where"}
   assert callable(getattr(readers, tasks.LAYOUTS[task.layout]))
   assert len(set(task.classes)) == len(task.classes)
   if task.kind == "segmentation":
     assert task.classes[0] == "background" and len(task.classes) >= 2
     assert None not in task.roi
-    assert {"pos", "neg", "num_samples", "overlap"} <= set(task.optim)
-  elif task.kind == "regression":
-    assert task.classes == ()
-  else:
-    assert len(task.classes) >= 2
+    assert task.sampling.patches_per_case >= 1 and task.inference.overlap == 0.75
+  else:  # one input per case, no sliding window
+    assert task.sampling.patches_per_case == 1 and task.inference == tasks.Inference()
+    assert len(task.classes) >= 2 or (task.kind == "regression" and task.classes == ())
   # Metrics the module computes for this kind; the others only as extra_metrics.
   assert task.metrics and set(task.metrics) <= METRIC_KEYS[task.kind]
   assert not set(task.extra_metrics) & set.union(*METRIC_KEYS.values())
-  assert task.optim["lr"] > 0 and task.optim["epochs"] > 0 and task.optim["batch"] >= 1
+  assert task.optimizer.lr > 0 and task.schedule.epochs > 0 and task.sampling.batch >= 1
+  # The five reference fundus tasks (one JSON each) have one sigmoid output channel.
+  assert (task.inference.output == "sigmoid") == (task.layout == "image_mask_json")
+  assert task.sampling.balanced == (task.name == "luna16")
+  assert 1 <= task.folds and (task.cv_folds is None or task.cv_folds == task.folds)
   assert "template" in task.preprocessing
   if task.preprocessing.get("intensity") in ("window", "scale"):
     assert task.preprocessing["a_min"] < task.preprocessing["a_max"]
@@ -118,7 +155,9 @@ def test_reference_values():
   assert btcv.num_classes == 14 and btcv.roi == (96, 96, 96) and not btcv.inferred
   assert (btcv.preprocessing["a_min"], btcv.preprocessing["a_max"]) == (-175, 250)
   assert btcv.preprocessing["spacing"] == (1.5, 1.5, 1.5)
-  assert (btcv.optim["pos"], btcv.optim["num_samples"], btcv.optim["warmup_epochs"]) == (9, 4, 20)
+  assert btcv.sampling == tasks.Sampling(batch=1, patches_per_case=4, pos=9, neg=1)
+  assert btcv.schedule == tasks.Schedule(300, warmup_epochs=20, eval_every_epochs=10)
+  assert btcv.optimizer == tasks.Optimizer("adamw", lr=3e-4, weight_decay=1e-5)
   brats = tasks.get("brats21")
   assert brats.in_channels == 4 and brats.roi == (128, 128, 128)
   assert brats.label_map == {1: 1, 2: 2, 4: 3} and set(brats.regions) == {"TC", "WT", "ET"}
@@ -128,10 +167,12 @@ def test_reference_values():
   for name in ("whs_mr", "whs_ct"):
     assert tasks.get(name).label_map == {205: 1, 420: 2, 500: 3, 550: 4, 600: 5, 820: 6, 850: 7}
   whs_ct = tasks.get("whs_ct")
-  assert whs_ct.roi == (64, 64, 64) and not whs_ct.optim["amp"]
+  assert whs_ct.roi == (64, 64, 64) and whs_ct.schedule == tasks.Schedule(500, 50, 5)
+  assert whs_ct.optimizer == tasks.Optimizer("adamw_amsgrad", lr=3e-4, weight_decay=0.01)
   assert tasks.get("acdc").preprocessing["template"] == "MR-T"
   assert tasks.get("acdc").roi == (192, 192, 32)
-  assert tasks.get("parse22").optim["weight_decay"] == 5e-3
+  assert tasks.get("parse22").optimizer.weight_decay == 5e-3
+  assert tasks.get("totalsegmentator").schedule == tasks.Schedule(200, 5, 200)
   assert tasks.get("verse20").num_classes == 29
   assert tasks.get("amos_mri").num_classes == 16
   mrnet = [t for t in ALL if t.name.startswith("mrnet_")]
@@ -143,10 +184,15 @@ def test_reference_values():
   assert bone_age.kind == "regression" and bone_age.metrics == ("mae",)
   assert bone_age.inferred and bone_age.modality_group == "X-ray"
   drive = tasks.get("drive")
-  assert drive.roi == (128, 128) and drive.optim["lr"] == 2e-4
+  assert drive.roi == (128, 128) and drive.optimizer.lr == 2e-4
+  assert drive.inference == tasks.Inference(overlap=0.75, output="sigmoid")
   assert drive.preprocessing["green_channel"] and drive.metrics[0] == "dice"
   assert tasks.get("cc_ccii").metrics == ("accuracy",)
-  assert tasks.get("luna16").metrics == ("auc",)
+  luna = tasks.get("luna16")
+  assert luna.metrics == ("auc",) and luna.sampling == tasks.Sampling(batch=8, balanced=True)
+  assert luna.optimizer == tasks.Optimizer("adam", 1e-4, 1e-6, schedule="constant")
+  assert luna.schedule == tasks.Schedule(101, 0, 10)
+  assert tasks.get("drac").optimizer == tasks.Optimizer("adamw_amsgrad", 8e-5, 0.01)
   assert {"idrid_grading", "idrid_lesion_seg", "mmotu_seg", "mmotu_cls"} <= set(tasks.TASKS)
   assert tasks.get("mmotu_cls").num_classes == 8
   assert tasks.get("brats21").files["folds"] == 5 and tasks.get("segthor").files["val_tail"] == 8
@@ -154,6 +200,35 @@ def test_reference_values():
   assert mrnet_files["val"]["csv"] == "valid-acl.csv" and mrnet_files["fieldnames"]
   assert [p.split("/")[1] for p in mrnet_files["train"]["image"]] == [
       "axial", "coronal", "sagittal"]
+  # Official lists, cross-validation where the row says so, and where the patient is known.
+  assert {s for s in tasks.SPLITS if s in bone_age.files} == set(tasks.SPLITS)
+  assert {s for s in tasks.SPLITS if s in tasks.get("wsss4luad").files} == set(tasks.SPLITS)
+  assert {t.name: t.cv_folds for t in ALL if t.cv_folds} == {
+      "shenzhen": 5, "janowczyk_epithelium": 5, "ddti": 5}
+  assert {t.name: t.folds for t in ALL if t.folds > 1 and not t.cv_folds} == {
+      "brats21": 5, "covid19_20": 5, "cc_ccii": 3}
+  grouped = {t.name for t in ALL if "group" in json.dumps(t.files) or "/*" in json.dumps(t.files)}
+  assert grouped == {"cc_ccii", "cdd_cesm", "inbreast", "vindr_mammo", "cbis_ddsm", "cocahis",
+                     "tnbc", "monusac", "janowczyk_epithelium", "midog21", "nucls", "wsss4luad"}
+
+
+@pytest.mark.parametrize("name, path, patient", [
+    ("cc_ccii", "p1234-s7.npy", "1234"),
+    ("cdd_cesm", "Low energy images of CDD-CESM/P12_L_DM_CC.jpg", "P12"),
+    ("inbreast", "AllDICOMs/20586908_6c613a14b80a8591_MG_R_CC_ANON.dcm", "6c613a14b80a8591"),
+    ("vindr_mammo", "images/a1b2/c3d4.dicom", "a1b2"),
+    ("cbis_ddsm", "CBIS-DDSM/Mass-Training_P_00001_LEFT_CC_1/1.3.6/1.3.6/000000.dcm", "P_00001"),
+    ("cocahis", "train/images/7_12.png", "7"),
+    ("tnbc", "Slide_03/03_2.png", "03"),
+    ("janowczyk_epithelium", "epi/10262_500_f00182_original.tif", "10262"),
+    ("midog21", "patches/042_17.png", "042"),
+    ("nucls", "crops/TCGA-A1-A0SP-DX1_id-5ea40_left-7053_3.png", "TCGA-A1-A0SP"),
+    ("wsss4luad", "1.training/436219-7159-48057-[1, 0, 0].png", "436219")])
+def test_group_patterns_read_the_patient(name, path, patient):
+  """Each group pattern on a path of its dataset's naming (from the layout notes)."""
+  files = tasks.get(name).files
+  pattern = files.get("group") or files["train"]["group"]
+  assert re.search(pattern, path).group(1) == patient
 
 
 def test_unknown_name_suggests_the_closest():

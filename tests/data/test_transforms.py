@@ -1,5 +1,7 @@
 import nibabel as nib
 import numpy as np
+from PIL import Image
+from PIL import ImageEnhance
 import pytest
 
 from rasd_jax.data import transforms as T
@@ -224,3 +226,70 @@ def test_resize_matches_align_corners_false_interpolation():
   assert T.resize(labels, (1, 2), order=0).dtype == np.int32
   with pytest.raises(ValueError, match="one entry per spatial axis"):
     T.resize(row, (8,))
+
+
+def test_rand_scale_intensity_multiplies_by_one_plus_a_uniform_factor():
+  image = np.linspace(0.1, 1.0, 10, dtype=np.float32)[None]
+  for seed in range(5):
+    replay = np.random.default_rng(seed)
+    applied = replay.random() < 0.5
+    expected = image * (1 + replay.uniform(-0.3, 0.3)) if applied else image
+    out = T.rand_scale_intensity(image, 0.3, 0.5, np.random.default_rng(seed))
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_rand_spatial_crop_starts_uniformly_inside():
+  image = np.arange(6 * 5, dtype=np.float32).reshape(1, 6, 5)
+  rng = np.random.default_rng(0)
+  starts = []
+  for _ in range(200):
+    crop = T.rand_spatial_crop(image, (3, None), rng)
+    assert crop.shape == (1, 3, 5)
+    starts.append(int(crop[0, 0, 0]) // 5)
+    np.testing.assert_array_equal(crop, image[:, starts[-1]:starts[-1] + 3])
+  counts = np.bincount(starts, minlength=4)
+  assert counts.size == 4 and counts.min() > 30  # 0..3, about 50 each
+  state = rng.bit_generator.state
+  assert T.rand_spatial_crop(image, (6, 5), rng) is not None
+  assert rng.bit_generator.state == state  # a crop of the whole image draws nothing
+  with pytest.raises(ValueError, match="does not fit"):
+    T.rand_spatial_crop(image, (7, 5), rng)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_enhance_jitter_matches_pil_image_enhance(mode):
+  """DRAC: PIL ImageEnhance.Brightness then Contrast, each p0.5, factors 1 +- 0.07 / 0.05;
+  PIL works in 8 bits (a rounding per step), so the match is to 1.5 / 255."""
+  pixels = np.random.default_rng(1).integers(0, 256, (12, 10, 3)).astype(np.uint8)
+  picture = Image.fromarray(pixels).convert(mode)
+  array = np.asarray(picture, np.float32) / 255.0
+  image = np.moveaxis(array, -1, 0) if mode == "RGB" else array[None]
+  applied = 0
+  for seed in range(8):
+    replay = np.random.default_rng(seed)
+    expected = picture
+    if replay.random() < 0.5:
+      expected = ImageEnhance.Brightness(expected).enhance(replay.uniform(0.93, 1.07))
+      applied += 1
+    if replay.random() < 0.5:
+      expected = ImageEnhance.Contrast(expected).enhance(replay.uniform(0.95, 1.05))
+      applied += 1
+    expected = np.asarray(expected, np.float32) / 255.0
+    out = T.rand_brightness_contrast(image, 0.07, 0.05, 0.5, np.random.default_rng(seed),
+                                     "enhance")
+    assert out.dtype == np.float32
+    out = np.moveaxis(out, 0, -1) if mode == "RGB" else out[0]
+    np.testing.assert_allclose(out, expected, atol=1.5 / 255)
+  assert 0 < applied < 16
+
+
+def test_shift_jitter_adds_then_scales_whole_percents_and_clips():
+  image = np.array([[0.0, 0.5, 0.98]], np.float32)
+  for seed in range(5):
+    replay = np.random.default_rng(seed)
+    b = replay.integers(-7, 8) / 100 if replay.random() < 1.0 else 0.0
+    c = 1 + replay.integers(-5, 6) / 100 if replay.random() < 1.0 else 1.0
+    out = T.rand_brightness_contrast(image, 0.07, 0.05, 1.0, np.random.default_rng(seed), "shift")
+    np.testing.assert_allclose(out, np.clip((image + b) * c, 0, 1), rtol=1e-6)
+  with pytest.raises(ValueError, match="mode 'gamma'"):
+    T.rand_brightness_contrast(image, 0.07, 0.05, 1.0, np.random.default_rng(0), "gamma")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rasd_jax import models
-from rasd_jax.training import finetune
+from rasd_jax.training import downstream
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import optimizer
 from rasd_jax.training import state as state_lib
@@ -25,10 +25,10 @@ def setup(output, num_outputs, probe=False, head="add"):
   mesh = mesh_lib.make_mesh()
   tx, schedule = optimizer.make(optimizer.get_config(lr=1e-2, weight_decay=0.1), 10)
   if probe:
-    tx = finetune.probe_tx(tx)
+    tx = downstream.probe_tx(tx)
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
   state = state_lib.create(make_model, tx, abstract)
-  step = finetune.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule, output=output,
+  step = downstream.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule, output=output,
                             probe=probe)
   return graphdef, state, step
 
@@ -92,13 +92,17 @@ def test_heads_shapes_and_transfer():
 
 def test_score_and_segment_outputs():
   graphdef, state, _ = setup("classification", 3)
-  score = finetune.make_score(graphdef, "classification")
-  probs = np.asarray(score(state["params"], state["rest"], batch("softmax",
-                                                                 np.random.default_rng(2))["image"]))
+  score = downstream.make_score(graphdef, "classification")
+  weights = {"params": state["params"], "rest": state["rest"]}
+  probs = np.asarray(score(weights, batch("softmax", np.random.default_rng(2))["image"]))
   assert probs.shape == (4, 3)
   np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
   graphdef, state, _ = setup("sigmoid", 1)
-  segment = finetune.make_segment(graphdef, (SIZE, SIZE), 0.5, "sigmoid")
-  labels = np.asarray(segment(state["params"], state["rest"],
-                              np.random.default_rng(3).random((1, 24, 20, 1), np.float32)))
-  assert labels.shape == (24, 20) and set(np.unique(labels)) <= {0, 1}
+  segment = downstream.make_segment(graphdef, (SIZE, SIZE), 0.5, "sigmoid")
+  labels, prob = segment({"params": state["params"], "rest": state["rest"]},
+                         np.random.default_rng(3).random((1, 24, 20, 1), np.float32))
+  labels, prob = np.asarray(labels), np.asarray(prob)
+  assert labels.shape == prob.shape == (24, 20) and set(np.unique(labels)) <= {0, 1}
+  # Thresholded on the probability (the reference thresholds logits at 0.5: TASKS.md 6).
+  assert 0 <= prob.min() and prob.max() <= 1
+  np.testing.assert_array_equal(labels, (prob > 0.5).astype(np.int32))

@@ -1,4 +1,4 @@
-"""The downstream task registry: the 56 tasks of the RaSD protocol as plain data.
+"""The 56 downstream tasks of the RaSD protocol, as plain data (schema.Task).
 
 Values are the reference code defaults read in TASKS.md (sections 1-3) or, for tasks without a
 reference folder (section 4 and the two extra tasks of section 5), the dataset's standard public
@@ -6,203 +6,13 @@ protocol, marked `inferred`. Reference defects that TASKS.md section 6 lists are
 metrics follow the standard definitions of `rasd_jax.evaluation.metrics` (segmentation Dice
 excludes background; fundus masks come from sigmoid probabilities > 0.5 after [0, 1] scaling;
 an empty class is left out, never scored 0), and schedulers step once per iteration.
-
-Conventions:
-- roi: the patch (segmentation) or network input (classification) size, in array axis order
-  after loading (x, y, z for NIfTI in RAS; as stored for .npy and 2D images). None: the size of
-  the volume along that axis is kept (a variable slice count).
-- metrics: names of the values `rasd_jax.evaluation.metrics` returns for the task's kind;
-  metrics[0] selects the best checkpoint. extra_metrics: standard metrics of the dataset that
-  that module does not compute yet (QWK, object F1, AJI, PQ, mIoU, AUPR, ...).
-- classes: segmentation starts with "background"; regression has none.
-- label_map: label value on disk -> class index, where the files do not hold 0..C-1; it lists
-  every value but 0 (background), and any other value on disk is an error.
-- regions: evaluation regions as unions of class indices (BraTS TC/WT/ET).
-- preprocessing: template ("CT-T", "MR-T", "fundus", "2d-generic", "npy"), intensity
-  ("window": clip a_min..a_max and map to 0..1; "scale": map a_min..a_max to 0..1 without
-  clipping; "zscore_nonzero": per channel over nonzero voxels; "minmax": per image to 0..1),
-  spacing (mm; None keeps the native grid), green_channel, crop, resize, planes, binarize
-  (masks: "nonzero" for instance labels, "half" for lossy JPEG masks).
-- files: where the task's lists and files lie, relative to the data dir; `load_splits` reads
-  them. "train", "val", "test" name each split's list (a split that is absent has no official
-  labelled list: the fine-tuning job holds cases out); "folds": how many official folds `fold`
-  picks from (default 1). Other keys are shared by every split. None (a custom task): the
-  caller lists the cases. Per layout:
-  - decathlon_json, image_mask_json: "json" the list file; a split is a section name of it.
-    "fold_key": the entry key holding its fold (val = the entries of fold `fold`, train = the
-    others); "val_tail": n (val = the last n entries of train). "image", "label": the names the
-    JSON lists, {n} the case number (documentation and test fixtures; the JSON is what counts).
-  - image_mask_folders: a split is {"images": folder, "masks": folder, "pattern": (image name,
-    mask name) with {id} the case id and * any text, "ids": optional {"file": a .txt (one id a
-    line) or .json list file, "key": its JSON key, "format": the id's format}} or a list of
-    those; folders ending in /* pair their subfolders of the same name (one per patient).
-  - csv, npy_csv: a split is {"csv": file ({fold} the fold), "image": column, template over
-    columns such as "p{patient_id}-s{scan_id}.npy", or a list of those (one file per channel or
-    plane), "label": column (multilabel: one 0/1 column per class), "label_names": what the
-    label column holds ("classes": the class names; {text: class name}; absent: the class index),
-    "fieldnames": the columns of a CSV without a header row, "delimiter", "where": {column:
-    value} rows kept} or a list of those (concatenated).
-  - class_folders: a split is the folder holding one folder per class, named by the class names
-    or by "label_names" {folder: class name}.
-- optim: optimizer, lr, weight_decay, epochs, warmup_epochs (linear warmup from 0, then cosine
-  to 0, stepped per iteration; LUNA16's schedule is constant), val_every, batch, amp;
-  segmentation adds pos, neg and num_samples (RandCropByPosNegLabel: patches per volume),
-  overlap (sliding-window inference) and output ("sigmoid": one sigmoid channel for the binary
-  fundus tasks; absent: softmax).
 """
 
-import dataclasses
 import difflib
-import json
-import os
 
-from rasd_jax.data import readers
-
-# Layout name -> the `rasd_jax.data.readers` function that lists its cases.
-LAYOUTS = {
-    "decathlon_json": "load_decathlon",      # MSD dataset.json: training/validation {image, label}
-    "image_mask_json": "load_decathlon",     # 2D image/mask pairs listed in the same JSON form
-    "image_mask_folders": "pairs_from_folders",  # 2D images and masks matched by name
-    "csv": "load_classification_csv",        # CSV of image path and label column(s)
-    "npy_csv": "load_classification_csv",    # CSV of labels naming .npy volumes
-    "class_folders": "load_class_folders",   # one folder per class
-}
-KINDS = ("segmentation", "classification", "multilabel", "regression")
-# Modality -> the paper's six modality groups (mammography counts as X-ray, OCTA as fundus).
-MODALITY_GROUPS = {
-    "CT": "CT", "MRI": "MRI", "X-ray": "X-ray", "mammography": "X-ray", "fundus": "fundus",
-    "OCTA": "fundus", "pathology": "pathology", "ultrasound": "ultrasound",
-}
-# Kind -> the metric names `rasd_jax.evaluation.metrics` returns for it.
-METRICS = {
-    "segmentation": ("dice", "hd95", "nsd"),
-    "classification": ("accuracy", "balanced_accuracy", "macro_f1", "auc"),
-    "multilabel": ("auc",),
-    "regression": ("mae", "rmse"),
-}
-SEGMENTATION_METRICS = METRICS["segmentation"]
-SPLITS = ("train", "val", "test")
-_JSON_KEYS = {"json", "fold_key", "val_tail", "image", "label"}
-# Layout -> (keys a split's entry may hold, keys it must hold); JSON layouts list section names.
-_SPLIT_KEYS = {
-    "image_mask_folders": ({"images", "masks", "pattern", "ids"}, {"images", "masks", "pattern"}),
-    "csv": ({"csv", "image", "label", "label_names", "fieldnames", "delimiter", "where"},
-            {"csv", "image", "label"}),
-    "class_folders": ({"label_names"}, set()),
-}
-_SPLIT_KEYS["npy_csv"] = _SPLIT_KEYS["csv"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-  """One downstream task; see the module docstring for the conventions of each field."""
-  name: str
-  title: str
-  modality: str
-  ndim: int
-  kind: str
-  classes: tuple
-  in_channels: int
-  layout: str
-  layout_notes: str
-  split: str
-  preprocessing: dict
-  roi: tuple
-  optim: dict
-  metrics: tuple
-  extra_metrics: tuple = ()
-  files: dict = None
-  label_map: dict = None
-  regions: dict = None
-  inferred: bool = False
-  notes: str = ""
-
-  def __post_init__(self):
-    choices = {"modality": MODALITY_GROUPS, "kind": METRICS, "layout": LAYOUTS, "ndim": (2, 3)}
-    for field, allowed in choices.items():
-      if getattr(self, field) not in allowed:
-        self._fail(f"{field} {getattr(self, field)!r} is not one of {', '.join(map(str, allowed))}")
-    if len(self.roi) != self.ndim:
-      self._fail(f"roi {self.roi} does not have ndim = {self.ndim} sizes")
-    if self.in_channels < 1:
-      self._fail(f"in_channels must be >= 1, got {self.in_channels}")
-    if self.kind == "segmentation" and self.classes[:1] != ("background",):
-      self._fail(f"segmentation classes must start with 'background', got {self.classes[:3]}")
-    if (self.kind == "regression") != (not self.classes):
-      self._fail(f"only regression has no classes; kind {self.kind}, classes {self.classes}")
-    unknown = set(self.metrics) - set(METRICS[self.kind])
-    if not self.metrics or unknown:
-      self._fail(f"metrics {self.metrics}: {self.kind} metrics are {METRICS[self.kind]}; list "
-                 "others as extra_metrics")
-    if self.files is not None:
-      self._check_files()
-
-  def _check_files(self):
-    files = self.files
-    if not isinstance(files, dict) or not isinstance(files.get("train"), (str, dict, list)):
-      self._fail(f"files must be a dict with a 'train' list, got {files!r}")
-    if self.layout in _SPLIT_KEYS:
-      allowed, required = _SPLIT_KEYS[self.layout]
-      for split in (s for s in SPLITS if s in files):
-        value = files[split]
-        if self.layout == "class_folders":
-          if not isinstance(value, str):
-            self._fail(f"files[{split!r}] must be a folder, got {value!r}")
-          continue
-        if not all(isinstance(one, dict) for one in (value if isinstance(value, list)
-                                                     else [value])):
-          self._fail(f"files[{split!r}] must be a dict or a list of dicts, got {value!r}")
-        for spec in split_specs(files, split):
-          unknown, missing = set(spec) - allowed, required - set(spec)
-          if unknown or missing:
-            self._fail(f"files[{split!r}]: unknown keys {sorted(unknown)}, missing keys "
-                       f"{sorted(missing)}; a {self.layout} split has keys {sorted(allowed)}")
-          self._check_spec(spec)
-      shared = set(files) - set(SPLITS) - {"folds"}
-      if shared - allowed:
-        self._fail(f"files: unknown keys {sorted(shared - allowed)}; known are {sorted(allowed)}")
-      if self.layout == "class_folders":
-        self._check_spec(files)
-    else:
-      unknown = set(files) - set(SPLITS) - {"folds"} - _JSON_KEYS
-      if unknown or "json" not in files:
-        self._fail(f"files: unknown keys {sorted(unknown)} or no 'json'; a {self.layout} task "
-                   f"has keys {sorted(set(SPLITS) | _JSON_KEYS | {'folds'})}")
-      if any(not isinstance(files[s], str) for s in SPLITS if s in files):
-        self._fail(f"files: a {self.layout} split is a section name of {files['json']}")
-      if "fold_key" in files and "val" in files:
-        self._fail("files: with 'fold_key' the val list is the fold, not a section")
-    has_folds = "fold_key" in files or "{fold}" in json.dumps(files)
-    if has_folds != ("folds" in files):
-      self._fail("files: 'folds' goes with a 'fold_key' or a {fold} file name, and only there")
-
-  def _check_spec(self, spec):
-    names = spec.get("label_names")
-    if isinstance(names, dict) and not set(names.values()) <= set(self.classes):
-      self._fail(f"files label_names {names} map to names that are not classes {self.classes}")
-    if names is not None and not isinstance(names, dict) and names != "classes":
-      self._fail(f"files label_names must be 'classes' or a dict, got {names!r}")
-    if self.kind == "multilabel" and list(spec.get("label", ())) != list(self.classes):
-      self._fail(f"files: a multilabel task's label columns are its classes {self.classes}")
-
-  def _fail(self, message):
-    raise ValueError(f"task {self.name!r}: {message}")
-
-  @property
-  def modality_group(self):
-    return MODALITY_GROUPS[self.modality]
-
-  @property
-  def num_classes(self):
-    return len(self.classes)
-
-
-def split_specs(files, split):
-  """The list of one split's entries in `files`, each with the shared keys merged in."""
-  shared = {k: v for k, v in files.items() if k not in SPLITS + ("folds",)}
-  spec = files[split]
-  return [{**shared, **one} for one in (spec if isinstance(spec, list) else [spec])]
-
+from rasd_jax.data.augmentation import Augmentation
+from rasd_jax.data.tasks.schema import (MODALITY_GROUPS, SEGMENTATION_METRICS, Inference,
+                                        Optimizer, Sampling, Schedule, Task)
 
 # 3D segmentation (TASKS.md section 1): SwinUNETR-v2, the CT-T / MR-T templates.
 
@@ -224,20 +34,21 @@ def _mr():
   return {"template": "MR-T", "intensity": "zscore_nonzero", "spacing": None}
 
 
-def _seg3d_optim(epochs, warmup, val_every, pos, num_samples, **changes):
-  optim = {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-5, "epochs": epochs,
-           "warmup_epochs": warmup, "val_every": val_every, "batch": 1, "amp": True, "pos": pos,
-           "neg": 1, "num_samples": num_samples, "overlap": 0.75}
-  optim.update(changes)
-  return optim
+def _seg3d_protocol(epochs, warmup, eval_every, pos, patches, algorithm="adamw",
+                    weight_decay=1e-5):
+  """The 3D loop: AdamW lr 3e-4, one volume a batch cut into `patches` patches, overlap 0.75."""
+  return {"optimizer": Optimizer(algorithm, lr=3e-4, weight_decay=weight_decay),
+          "schedule": Schedule(epochs, warmup, eval_every),
+          "sampling": Sampling(batch=1, patches_per_case=patches, pos=pos, neg=1),
+          "inference": Inference(overlap=0.75)}
 
 
-def _seg3d(name, title, modality, classes, split, preprocessing, roi, optim, layout_notes=None,
-           **fields):
+def _seg3d(name, title, modality, classes, split, preprocessing, roi, protocol,
+           layout_notes=None, **fields):
   return Task(name=name, title=title, modality=modality, ndim=3, kind="segmentation",
               classes=("background",) + tuple(classes), in_channels=fields.pop("in_channels", 1),
               layout="decathlon_json", layout_notes=layout_notes or _MSD_FILES, split=split,
-              preprocessing=preprocessing, roi=roi, optim=optim, metrics=SEGMENTATION_METRICS,
+              preprocessing=preprocessing, roi=roi, metrics=SEGMENTATION_METRICS, **protocol,
               **fields)
 
 
@@ -278,20 +89,20 @@ _TOTALSEG_104 = (
 _SEG3D = [
     _seg3d("acdc", "ACDC cardiac cine MRI", "MRI", ("RV", "MYO", "LV"),
            "ACDC.json: 160 train / 40 val (+100 test images, unused)", _mr(), (192, 192, 32),
-           _seg3d_optim(300, 5, 10, pos=1, num_samples=2),
+           _seg3d_protocol(300, 5, 10, pos=1, patches=2),
            files=_msd_files("ACDC.json", "patient")),
     _seg3d("amos_mri", "AMOS abdominal MRI", "MRI", _AMOS_15,
            "AMOS_MRI.json: 48 train / 12 val (+40 test, unused)", _mr(), (192, 192, 32),
-           _seg3d_optim(300, 5, 10, pos=9, num_samples=2),
+           _seg3d_protocol(300, 5, 10, pos=9, patches=2),
            notes="the reference JSON spells aorta 'arota'",
            files=_msd_files("AMOS_MRI.json", "amos")),
     _seg3d("atlas_mri", "ATLAS liver and tumour, CE-T1w MRI", "MRI", ("liver", "tumour"),
            "ATLAS-MRI.json: 45 train / 15 val", _mr(), (96, 96, 96),
-           _seg3d_optim(300, 5, 10, pos=1, num_samples=2),
+           _seg3d_protocol(300, 5, 10, pos=1, patches=2),
            files=_msd_files("ATLAS-MRI.json", "im")),
     _seg3d("whs_mr", "MM-WHS whole heart, MRI", "MRI", _WHS_7,
            "MM-WHS-MRI.json: 15 train / 5 val", _mr(), (96, 96, 96),
-           _seg3d_optim(300, 5, 10, pos=1, num_samples=4),
+           _seg3d_protocol(300, 5, 10, pos=1, patches=4),
            layout_notes="MM-WHS-MRI.json; images/*.nii.gz + labels/*.nii.gz",
            label_map=_WHS_MAP, notes=_WHS_NOTES,
            files={"json": "MM-WHS-MRI.json", "train": "training", "val": "validation",
@@ -299,7 +110,7 @@ _SEG3D = [
                   "label": "labels/mr_train_{n:04d}_label.nii.gz"}),
     _seg3d("brats21", "BraTS 2021 glioma, multi-parametric MRI", "MRI", ("NCR", "ED", "ET"),
            "brats21_folds.json, 5 folds; fold 0: 1000 train / 251 val", _mr(), (128, 128, 128),
-           _seg3d_optim(100, 5, 5, pos=1, num_samples=1), in_channels=4,
+           _seg3d_protocol(100, 5, 5, pos=1, patches=1), in_channels=4,
            layout_notes="brats21_folds.json: training entries with a fold each; image = the 4 "
                         "files TrainingData/BraTS2021_xxxxx/BraTS2021_xxxxx_{flair,t1ce,t1,t2}"
                         ".nii.gz in that order, label BraTS2021_xxxxx_seg.nii.gz",
@@ -313,36 +124,39 @@ _SEG3D = [
                   "label": "TrainingData/BraTS2021_{n:05d}/BraTS2021_{n:05d}_seg.nii.gz"}),
     _seg3d("bhsd", "BHSD brain haemorrhage, head CT", "CT", ("EDH", "IPH", "IVH", "SAH", "SDH"),
            "BHSD.json: 153 train / 39 val", _ct(0, 100, (1.0, 1.0, 5.0)), (192, 192, 32),
-           _seg3d_optim(500, 5, 10, pos=1, num_samples=2),
+           _seg3d_protocol(500, 5, 10, pos=1, patches=2),
            files=_msd_files("BHSD.json", "ID")),
     _seg3d("btcv", "BTCV multi-organ, abdominal CT", "CT", _ABDOMEN_13,
            "dataset/dataset_1.json: 24 train / 6 val (dataset_0.json is another val split)",
            _ct(-175, 250, (1.5, 1.5, 1.5)), (96, 96, 96),
-           _seg3d_optim(300, 20, 10, pos=9, num_samples=4),
-           notes="reference augmentation differs from CT-T: no SpatialPad, adds "
-                 "RandScaleIntensity 0.1 p0.1, RandShiftIntensity p0.5; inferer sw_batch 2",
+           _seg3d_protocol(300, 20, 10, pos=9, patches=4),
+           augmentation=Augmentation(flip_prob=0.2, rot90_prob=0.2, scale_factor=0.1,
+                                     scale_prob=0.1, shift_offset=0.1, shift_prob=0.5),
+           notes="reference augmentation differs from CT-T: no SpatialPad (we pad a volume "
+                 "smaller than the roi, as any crop must), adds RandScaleIntensity 0.1 p0.1, "
+                 "RandShiftIntensity p0.5; inferer sw_batch 2",
            files=_msd_files("dataset/dataset_1.json", "img")),
     _seg3d("chaos", "CHAOS liver, CT", "CT", ("liver",), "chaos.json: 16 train / 4 val",
            _ct(-175, 250, (1.5, 1.5, 5.5)), (96, 96, 96),
-           _seg3d_optim(500, 5, 10, pos=1, num_samples=4),
+           _seg3d_protocol(500, 5, 10, pos=1, patches=4),
            files=_msd_files("chaos.json", "chaos")),
     _seg3d("ircadb", "3D-IRCADb liver and tumour, CT", "CT", ("liver", "liver tumor"),
            "3D-IRCADb.json: 15 train / 5 val", _ct(-175, 250, (1.5, 1.5, 1.5)), (96, 96, 96),
-           _seg3d_optim(500, 5, 10, pos=1, num_samples=4),
+           _seg3d_protocol(500, 5, 10, pos=1, patches=4),
            files=_msd_files("3D-IRCADb.json", "ircadb")),
     _seg3d("msd07", "MSD Task07 pancreas and tumour, CT", "CT", ("pancreas", "cancer"),
            "dataset_panc.json: 257 train / 24 val (+139 test, unused)",
            _ct(-175, 250, (1.5, 1.5, 1.5)), (96, 96, 96),
-           _seg3d_optim(500, 5, 10, pos=1, num_samples=2),
+           _seg3d_protocol(500, 5, 10, pos=1, patches=2),
            files=_msd_files("dataset_panc.json", "pancreas")),
     _seg3d("msd09", "MSD Task09 spleen, CT", "CT", ("spleen",), "spleen.json: 32 train / 9 val",
            _ct(-175, 250, (1.5, 1.5, 1.5)), (96, 96, 96),
-           _seg3d_optim(500, 5, 10, pos=3, num_samples=4),
+           _seg3d_protocol(500, 5, 10, pos=3, patches=4),
            files=_msd_files("spleen.json", "spleen")),
     _seg3d("covid19_20", "COVID-19-20 lung lesions, chest CT", "CT", ("lesion",),
            "Covid19_20_folds.json, 5 folds, fold 0: 159 train / 40 val",
            _ct(-1000, 500, (1.25, 1.25, 5.0)), (192, 192, 32),
-           _seg3d_optim(1000, 5, 20, pos=1, num_samples=3),
+           _seg3d_protocol(1000, 5, 20, pos=1, patches=3),
            layout_notes="Covid19_20_folds.json; Train/volume-covid19-A-xxxx_ct.nii.gz + "
                         "Train/volume-covid19-A-xxxx_seg.nii.gz",
            notes="the reference lesion Dice (mean over cases with a lesion) equals our Dice with "
@@ -352,13 +166,13 @@ _SEG3D = [
                   "label": "Train/volume-covid19-A-{n:04d}_seg.nii.gz"}),
     _seg3d("parse22", "PARSE 2022 pulmonary artery, CTPA", "CT", ("pulmonary artery",),
            "Parse22.json: 80 train / 20 val", _ct(-1000, 500, (1.25, 1.25, 3.0)), (192, 192, 32),
-           _seg3d_optim(500, 5, 20, pos=1, num_samples=2, weight_decay=5e-3),
+           _seg3d_protocol(500, 5, 20, pos=1, patches=2, weight_decay=5e-3),
            files=_msd_files("Parse22.json", "PA")),
     _seg3d("segthor", "SegTHOR organs at risk, thoracic CT", "CT",
            ("esophagus", "heart", "trachea", "aorta"),
            "dataset.json training[:-8] / training[-8:]: 32 train / 8 val (Patient_33-40)",
            _ct(-1000, 500, (1.5, 1.5, 1.5)), (96, 96, 96),
-           _seg3d_optim(1000, 5, 10, pos=3, num_samples=4),
+           _seg3d_protocol(1000, 5, 10, pos=3, patches=4),
            layout_notes="<data_dir>/dataset.json; imagesTr/Patient_xx.nii.gz + "
                         "labelsTr/Patient_xx_GT.nii.gz",
            files={"json": "dataset.json", "train": "training", "val_tail": 8,
@@ -366,21 +180,21 @@ _SEG3D = [
                   "label": "labelsTr/Patient_{n:02d}_GT.nii.gz"}),
     _seg3d("whs_ct", "MM-WHS whole heart, cardiac CT", "CT", _WHS_7,
            "dataset.json: 16 train / 4 val", _ct(0, 1700, (1.5, 1.5, 1.5)), (64, 64, 64),
-           _seg3d_optim(500, 50, 5, pos=9, num_samples=4, optimizer="adamw_amsgrad",
-                        weight_decay=0.01, amp=False),
-           label_map=_WHS_MAP,
+           _seg3d_protocol(500, 50, 5, pos=9, patches=4, algorithm="adamw_amsgrad",
+                           weight_decay=0.01),
+           label_map=_WHS_MAP, augmentation=Augmentation(flip_prob=0.2, rot90_prob=0.2),
            notes=_WHS_NOTES + "; no SpatialPad or RandShiftIntensity; wd 0.01 is torch's default "
                  "(not passed); the reference scheduler counts epochs as iterations (not copied)",
            files=_msd_files("dataset.json", "ct_train")),
     _seg3d("verse20", "VerSe 2020 vertebrae, spine CT", "CT", _VERSE_28,
            "VerSe.json: 99 train / 8 val", _ct(-1000, 500, (1.5, 1.5, 1.5)), (96, 96, 96),
-           _seg3d_optim(500, 5, 10, pos=1, num_samples=1),
+           _seg3d_protocol(500, 5, 10, pos=1, patches=1),
            notes="VerSe labels 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 26 sacrum, 27 coccyx, 28 T13",
            files=_msd_files("VerSe.json", "verse")),
     _seg3d("totalsegmentator", "TotalSegmentator v1, 104 structures, CT", "CT", _TOTALSEG_104,
            "Totalsegmentator.json: 11 train / 21 val (case 0970 in both; +65 test)",
            _ct(-1000, 1000, (1.5, 1.5, 1.5)), (64, 64, 64),
-           _seg3d_optim(200, 5, 200, pos=3, num_samples=1, weight_decay=5e-3),
+           _seg3d_protocol(200, 5, 200, pos=3, patches=1, weight_decay=5e-3),
            notes="class order: TotalSegmentator v1 'total' class map; one validation, at the end",
            files=_msd_files("Totalsegmentator.json", "s")),
 ]
@@ -404,9 +218,9 @@ def _fundus(name, title, target, split, lr, epochs, layout_notes, files, notes="
       classes=("background", target), in_channels=1, layout="image_mask_json",
       layout_notes=layout_notes, files=files, split=split,
       preprocessing=_fundus_preprocessing(), roi=(128, 128),
-      optim={"optimizer": "adamw", "lr": lr, "weight_decay": 1e-5, "epochs": epochs,
-             "warmup_epochs": 5, "val_every": 10, "batch": 1, "amp": True, "pos": 1, "neg": 1,
-             "num_samples": 2, "overlap": 0.75, "output": "sigmoid"},
+      optimizer=Optimizer("adamw", lr=lr, weight_decay=1e-5), schedule=Schedule(epochs, 5, 10),
+      sampling=Sampling(batch=1, patches_per_case=2, pos=1, neg=1),
+      inference=Inference(overlap=0.75, output="sigmoid"),
       metrics=SEGMENTATION_METRICS,
       notes=("masks binarised > 0; prediction = sigmoid probability > 0.5 on [0, 1] inputs, Dice "
              "of the foreground only (the reference thresholds logits, skips scaling and "
@@ -445,13 +259,24 @@ _FUNDUS = [
 
 # Classification with a reference folder (section 3).
 
-_AMSGRAD = {"optimizer": "adamw_amsgrad", "lr": 3e-4, "weight_decay": 0.01, "warmup_epochs": 5,
-            "batch": 1}
+
+
+def _amsgrad(lr=3e-4):
+  # AdamW(amsgrad) without a weight decay passed: torch's default 0.01.
+  return Optimizer("adamw_amsgrad", lr=lr, weight_decay=0.01)
+
+
 _MRNET_FILES = ("MRNet-v1.0: {train,valid}-<label>.csv without a header row (name, 0/1, e.g. "
                 "0000,0); volumes {train,valid}/{axial,coronal,sagittal}/<name>.npy, slices x "
                 "256 x 256; image = the 3 planes [axial, coronal, sagittal] as a list (how they "
                 "are combined is the pipeline's business)")
 _PLANES = ("axial", "coronal", "sagittal")
+
+
+# DRAC's training jitter, PIL ImageEnhance-like (its flips, lost in the reference, are kept);
+# the 2D classification tasks without a reference folder reuse the DRAC loop.
+_DRAC_AUGMENTATION = Augmentation(flip_prob=0.5, brightness=0.07, contrast=0.05,
+                                  jitter="enhance", jitter_prob=0.5)
 
 
 def _mrnet_split(folder, label):
@@ -469,12 +294,15 @@ def _mrnet(label, title, classes):
       split="official 1130 train / 120 valid (valid used as the held-out set)",
       preprocessing={"template": "npy", "intensity": "scale", "a_min": 0, "a_max": 255,
                      "planes": _PLANES},
-      roi=(None, 256, 256),
-      optim=dict(_AMSGRAD, epochs=170, val_every=5, amp=True), metrics=("auc",), inferred=True,
+      roi=(32, 256, 256),
+      augmentation=Augmentation(flip_prob=0.5, flip_axes=(0,), brightness=0.07, contrast=0.05,
+                                jitter="shift"),
+      optimizer=_amsgrad(), schedule=Schedule(170, 5, 5), metrics=("auc",), inferred=True,
       notes="in_channels 3: the three planes, each resized to the roi, are stacked as channels "
             "of one backbone (the reference runs one backbone per plane, concatenates, then "
-            "the head); the reference trainer is missing, so the CE loss, the AUC and reporting the 3 labels as separate tasks are "
-            "inferred; full 256 px slices (the reference crop assumes 512 px)")
+            "the head); the reference trainer is missing, so the CE loss, the AUC and "
+            "reporting the 3 labels as separate tasks are inferred; full 256 px slices (the "
+            "reference crop assumes 512 px)")
 
 
 _CLASSIFICATION = [
@@ -482,17 +310,21 @@ _CLASSIFICATION = [
          kind="classification", classes=("normal", "CP", "NCP"), in_channels=1, layout="npy_csv",
          layout_notes="csv/CC_CCII_fold{0,1,2}_{train,valid}.csv (zip_file, target, label, "
                       "patient_id, scan_id, n_slice...); volume <data_dir>/p{pid}-s{sid}.npy, "
-                      "slices x 512 x 512 uint8",
+                      "slices x 512 x 512 uint8; group: the patient pid of the file name",
          split="csv/CC_CCII_fold0_{train,valid}.csv: 2514 train / 1664 val scans, "
                "patient-disjoint",
          preprocessing={"template": "npy", "intensity": "scale", "a_min": 0, "a_max": 255,
                         "crop": (384, 384), "resize": (256, 256)},
-         roi=(None, 256, 256),
-         optim=dict(_AMSGRAD, epochs=100, val_every=10, amp=False), metrics=("accuracy",),
+         roi=(64, 256, 256),
+         augmentation=Augmentation(flip_prob=0.5, flip_axes=(0,), crop_offset=18,
+                                   brightness=0.07, contrast=0.05, jitter="shift"),
+         optimizer=_amsgrad(), schedule=Schedule(100, 5, 10), metrics=("accuracy",),
          notes="train crop offset +-18 px, slice-order flip p0.5, brightness +-0.07, contrast "
-               "+-5%; depth = the scan's slice count (the reference doubles it by concatenating "
-               "the volume with itself)",
+               "+-5%; depth: every scan resampled to 64 slices (SwinUNETR needs each axis "
+               "divisible by 32; the reference keeps the scan's slice count and doubles it by "
+               "concatenating the volume with itself)",
          files={"folds": 3, "image": "p{patient_id}-s{scan_id}.npy", "label": "target",
+                "group": r"^p([^-/]+)-s[^/]*$",
                 "train": {"csv": "csv/CC_CCII_fold{fold}_train.csv"},
                 "val": {"csv": "csv/CC_CCII_fold{fold}_valid.csv"}}),
     Task(name="luna16", title="LUNA16 nodule candidate classification, chest CT", modality="CT",
@@ -504,9 +336,9 @@ _CLASSIFICATION = [
          preprocessing={"template": "npy", "intensity": "scale", "a_min": 0, "a_max": 255,
                         "resize": (64, 64, 64)},
          roi=(64, 64, 64),
-         optim={"optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-6, "epochs": 101,
-                "warmup_epochs": 0, "schedule": "constant", "val_every": 10, "batch": 8,
-                "amp": True, "balanced_sampling": True, "seed": 111},
+         optimizer=Optimizer("adam", lr=1e-4, weight_decay=1e-6, schedule="constant"),
+         schedule=Schedule(101, 0, 10), sampling=Sampling(batch=8, balanced=True),
+         augmentation=Augmentation(),
          metrics=("auc",),
          notes="negatives resampled 1:1 each epoch; the reference's single sigmoid output is a "
                "2-class head here (same AUC); its pre-trained weights never load (DataParallel "
@@ -526,7 +358,7 @@ _CLASSIFICATION = [
          preprocessing={"template": "2d-generic", "intensity": "scale", "a_min": 0, "a_max": 255,
                         "resize": (256, 256)},
          roi=(256, 256),
-         optim=dict(_AMSGRAD, lr=8e-5, warmup_epochs=3, epochs=200, val_every=10, amp=True),
+         optimizer=_amsgrad(8e-5), schedule=Schedule(200, 3, 10), augmentation=_DRAC_AUGMENTATION,
          metrics=("auc", "accuracy"), extra_metrics=("qwk",),
          notes="macro one-vs-rest AUC; QWK is the DRAC22 challenge metric; flips p0.5 are "
                "applied (the reference loses them)",
@@ -553,9 +385,9 @@ def _seg2d(name, title, modality, target, in_channels, layout, layout_notes, spl
       classes=("background",) + (classes or (target,)), in_channels=in_channels, layout=layout,
       layout_notes=layout_notes, files=files, split=split,
       preprocessing=preprocessing or _preprocessing_2d(modality), roi=(256, 256),
-      optim={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-5, "epochs": 100,
-             "warmup_epochs": 5, "val_every": 10, "batch": 1, "amp": True, "pos": 1, "neg": 1,
-             "num_samples": 2, "overlap": 0.75},
+      optimizer=Optimizer("adamw", lr=1e-4, weight_decay=1e-5), schedule=Schedule(100, 5, 10),
+      sampling=Sampling(batch=1, patches_per_case=2, pos=1, neg=1),
+      inference=Inference(overlap=0.75),
       metrics=SEGMENTATION_METRICS, extra_metrics=extra_metrics, inferred=True, notes=notes)
 
 
@@ -565,7 +397,7 @@ def _cls2d(name, title, modality, classes, in_channels, layout, layout_notes, sp
       name=name, title=title, modality=modality, ndim=2, kind=kind, classes=classes,
       in_channels=in_channels, layout=layout, layout_notes=layout_notes, files=files,
       split=split, preprocessing=_preprocessing_2d(modality, resize=(256, 256)), roi=(256, 256),
-      optim=dict(_AMSGRAD, lr=8e-5, warmup_epochs=3, epochs=200, val_every=10, amp=True),
+      optimizer=_amsgrad(8e-5), schedule=Schedule(200, 3, 10), augmentation=_DRAC_AUGMENTATION,
       metrics=metrics, extra_metrics=extra_metrics, inferred=True, notes=notes)
 
 
@@ -580,7 +412,7 @@ _INFERRED = [
            "CXR_png/CHNCXR_nnnn_{0,1}.png: the last digit is the class (0 normal, 1 TB); "
            "sorted into CXR_png/normal/ and CXR_png/tuberculosis/",
            "662 images (326 normal / 336 TB), 5-fold CV, fold 0", ("auc", "accuracy"),
-           files={"train": "CXR_png"}),
+           files={"train": "CXR_png", "cv_folds": 5}),
     _seg2d("montgomery", "Montgomery County chest X-ray, lung fields", "X-ray", "lung", 1,
            "image_mask_folders",
            "MontgomerySet/CXR_png/MCUCXR_nnnn_{0,1}.png; ManualMask/leftMask + rightMask "
@@ -590,12 +422,24 @@ _INFERRED = [
                             "masks": "MontgomerySet/ManualMask/lungMask",
                             "pattern": ("MCUCXR_{id}.png", "MCUCXR_{id}.png")}}),
     _cls2d("rsna_bone_age", "RSNA pediatric bone age, hand X-ray", "X-ray", (), 1, "csv",
-           "boneage-training-dataset.csv (id, boneage, male); images "
-           "boneage-training-dataset/<id>.png",
+           "boneage-training-dataset.csv (id, boneage, male; the RSNA download's train.csv) "
+           "and images boneage-training-dataset/<id>.png; Bone Age Validation Set/Validation "
+           "Dataset.csv (Image ID, male, Bone Age (months)) with the images of its two zips "
+           "boneage-validation-dataset-{1,2} extracted together into Bone Age Validation "
+           "Set/boneage-validation-dataset/<Image ID>.png; Bone Age Test Set/Bone age ground "
+           "truth.xlsx saved as Bone age ground truth.csv (Case ID, Sex, Ground truth bone age "
+           "(months)) and images Bone Age Test Set/Test Set Images/<Case ID>.png",
            "official 12,611 train / 1,425 val / 200 test", ("mae",), kind="regression",
            notes="target in months (0-228); sex input not used",
            files={"train": {"csv": "boneage-training-dataset.csv",
-                            "image": "boneage-training-dataset/{id}.png", "label": "boneage"}}),
+                            "image": "boneage-training-dataset/{id}.png", "label": "boneage"},
+                  "val": {"csv": "Bone Age Validation Set/Validation Dataset.csv",
+                          "image": "Bone Age Validation Set/boneage-validation-dataset/"
+                                   "{Image ID}.png",
+                          "label": "Bone Age (months)"},
+                  "test": {"csv": "Bone Age Test Set/Bone age ground truth.csv",
+                           "image": "Bone Age Test Set/Test Set Images/{Case ID}.png",
+                           "label": "Ground truth bone age (months)"}}),
     _cls2d("bfmr", "Bone fracture multi-region X-ray", "X-ray", ("fractured", "not fractured"), 1,
            "class_folders", "{train,val,test}/{fractured,not fractured}/*.jpg",
            "official Kaggle train / val / test folders (~10.6k images)", ("auc", "accuracy"),
@@ -623,12 +467,13 @@ _INFERRED = [
            _BENIGN_MALIGNANT, 1, "csv",
            "Radiology manual annotations.xlsx saved as CSV (Image_name, Pathology Classification/ "
            "Follow up, Type); the Type DM rows: Low energy images of CDD-CESM/<Image_name>.jpg "
-           "(the CESM rows, Subtracted images/, are not used)",
+           "(the CESM rows, Subtracted images/, are not used); Image_name is "
+           "P<patient>_<L|R>_DM_<view>: the patient is the group",
            "patient-level random 80/20 split", ("auc", "accuracy"),
            files={"train": {"csv": "Radiology manual annotations.csv",
                             "image": "Low energy images of CDD-CESM/{Image_name}.jpg",
                             "label": "Pathology Classification/ Follow up",
-                            "where": {"Type": "DM"},
+                            "where": {"Type": "DM"}, "group": r"/(P\d+)_[^/]*$",
                             "label_names": {"Normal": "normal", "Benign": "benign",
                                             "Malignant": "malignant"}}}),
     _cls2d("mendeley_mammo", "Mendeley mammography (fvjhtskg93), cancer vs non-cancer",
@@ -638,28 +483,34 @@ _INFERRED = [
            files={"train": "."}),
     _seg2d("inbreast", "INbreast mass segmentation, mammography", "mammography", "mass", 1,
            "image_mask_folders",
-           "AllDICOMs/<file id>_<hash>_MG_<view>_ANON.dcm; AllXML/<file id>.xml mass contours "
+           "AllDICOMs/<file id>_<patient id>_MG_<view>_ANON.dcm (the patient id, a hex hash, "
+           "is the group); AllXML/<file id>.xml mass contours "
            "rasterised to MassMasks/<file id>.png, one per image (empty without a mass)",
            "410 images / 115 cases, patient-level 80/20 split",
            files={"train": {"images": "AllDICOMs", "masks": "MassMasks",
-                            "pattern": ("{id}_*.dcm", "{id}.png")}}),
+                            "pattern": ("{id}_*.dcm", "{id}.png")},
+                  "group": r"^AllDICOMs/[^_/]+_([^_/]+)_MG_"}),
     _cls2d("vindr_mammo", "VinDr-Mammo BI-RADS assessment", "mammography",
            tuple(f"BI-RADS {i}" for i in range(1, 6)), 1, "csv",
            "breast-level_annotations.csv (study_id, image_id, breast_birads, split); images "
-           "images/<study_id>/<image_id>.dicom",
+           "images/<study_id>/<image_id>.dicom (the study, one exam of one patient, is the "
+           "group)",
            "official split column: 4,000 train / 1,000 test exams", ("auc", "macro_f1"),
            files={"csv": "breast-level_annotations.csv",
                   "image": "images/{study_id}/{image_id}.dicom", "label": "breast_birads",
-                  "label_names": "classes", "train": {"where": {"split": "training"}},
+                  "label_names": "classes", "group": r"^images/([^/]+)/",
+                  "train": {"where": {"split": "training"}},
                   "test": {"where": {"split": "test"}}}),
     _cls2d("cbis_ddsm", "CBIS-DDSM benign vs malignant (mass and calcification ROIs)",
            "mammography", ("benign", "malignant"), 1, "csv",
            "{mass,calc}_case_description_{train,test}_set.csv (pathology, cropped image file "
-           "path); BENIGN_WITHOUT_CALLBACK counts as benign",
+           "path, e.g. Mass-Training_P_00001_LEFT_CC_1/.../000000.dcm: P_00001 is the patient, "
+           "the group); BENIGN_WITHOUT_CALLBACK counts as benign",
            "official train / test CSVs", ("auc", "accuracy"),
            files={"image": "CBIS-DDSM/{cropped image file path}", "label": "pathology",
                   "label_names": {"BENIGN": "benign", "BENIGN_WITHOUT_CALLBACK": "benign",
                                   "MALIGNANT": "malignant"},
+                  "group": r"_(P_\d+)_(?:LEFT|RIGHT)_",
                   "train": [{"csv": f"{kind}_case_description_train_set.csv"}
                             for kind in ("mass", "calc")],
                   "test": [{"csv": f"{kind}_case_description_test_set.csv"}
@@ -691,22 +542,26 @@ _INFERRED = [
                                         f"test{part}_{{id}}_anno.bmp")} for part in "AB"]}),
     _seg2d("cocahis", "CoCaHis colon cancer regions, H&E", "pathology", "cancer", 3,
            "image_mask_folders", "CoCaHis.hdf5 (HE/raw, GT/GT_majority_vote), its train and "
-           "test parts exported to {train,test}/images/<n>.png + {train,test}/masks/<n>.png",
+           "test parts exported to {train,test}/images/<patient>_<n>.png + "
+           "{train,test}/masks/<patient>_<n>.png (<patient>: the image's patient number in the "
+           "HDF5, the group)",
            "82 images / 19 patients, official 58 train / 24 test",
-           files={"pattern": ("{id}.png", "{id}.png"),
+           files={"pattern": ("{id}.png", "{id}.png"), "group": r"/images/(\d+)_[^/]*$",
                   "train": {"images": "train/images", "masks": "train/masks"},
                   "test": {"images": "test/images", "masks": "test/masks"}}),
     _seg2d("tnbc", "TNBC nuclei segmentation, H&E", "pathology", "nucleus", 3,
-           "image_mask_folders", "Slide_xx/xx_n.png + GT_xx/xx_n.png",
+           "image_mask_folders", "Slide_xx/xx_n.png + GT_xx/xx_n.png (xx: the patient, "
+           "the group)",
            "50 images / 11 patients, patient-level split (patients 1-8 train, 9-11 test)",
            extra_metrics=("aji",),
-           files={"pattern": ("{id}.png", "{id}.png"),
+           files={"pattern": ("{id}.png", "{id}.png"), "group": r"^Slide_(\d+)/",
                   "train": [{"images": f"Slide_{p:02d}", "masks": f"GT_{p:02d}"}
                             for p in range(1, 9)],
                   "test": [{"images": f"Slide_{p:02d}", "masks": f"GT_{p:02d}"}
                            for p in range(9, 12)]}),
     _seg2d("monusac", "MoNuSAC multi-class nuclei segmentation, H&E", "pathology", None, 3,
-           "image_mask_folders", "MoNuSAC_images_and_annotations/<patient>/<image>.tif, its "
+           "image_mask_folders", "MoNuSAC_images_and_annotations/<patient>/<image>.tif (the "
+           "patient folder is the group), its "
            ".xml rasterised to class masks MoNuSAC_masks/<patient>/<image>.png; test: MoNuSAC "
            "Testing Data and Annotations/ + MoNuSAC_test_masks/",
            "official train / test", extra_metrics=("pq",),
@@ -718,11 +573,13 @@ _INFERRED = [
                            "masks": "MoNuSAC_test_masks/*"}}),
     _seg2d("janowczyk_epithelium", "Janowczyk tutorial: epithelium segmentation, H&E",
            "pathology", "epithelium", 3, "image_mask_folders",
-           "epi/*.tif + *_mask.png (same folder, mask suffix _mask)",
-           "42 images, 5 tutorial folds, fold 0",
+           "epi/*.tif + *_mask.png (same folder, mask suffix _mask); file names start with "
+           "the patient number, <patient>_..., the group",
+           "42 images, 5 tutorial folds (by patient), fold 0",
            notes="one of the tutorial subsets (alternatives: nuclei, IDC, lymphoma)",
            files={"train": {"images": "epi", "masks": "epi",
-                            "pattern": ("{id}.tif", "{id}_mask.png")}}),
+                            "pattern": ("{id}.tif", "{id}_mask.png")},
+                  "group": r"^epi/(\d+)_", "cv_folds": 5}),
     _seg2d("crag", "CRAG colorectal gland segmentation, H&E", "pathology", "gland", 3,
            "image_mask_folders", "{train,valid}/Images/*.png + Annotation/*.png (instance "
            "labels, binarised)", "official 173 train / 40 test", extra_metrics=("object_f1",),
@@ -733,28 +590,41 @@ _INFERRED = [
     _cls2d("midog21", "MIDOG 2021 mitotic figure vs imposter patches, H&E", "pathology",
            ("imposter", "mitotic figure"), 3, "csv",
            "MIDOG.json (COCO boxes) + images/*.tiff; patches around each annotated cell listed "
-           "in patches/{train,test}.csv (image, label as a class name)",
+           "in patches/{train,test}.csv (image, label as a class name), patch files "
+           "patches/<image number>_<n>.png (the image, one case, is the group)",
            "scanner-wise split (3 scanners train, 1 test)",
            ("macro_f1", "auc"), extra_metrics=("detection_f1",),
            notes="the challenge F1 is detection F1 of mitoses; ours is patch classification",
            files={"image": "image", "label": "label", "label_names": "classes",
+                  "group": r"^patches/(\d+)_[^/]*$",
                   "train": {"csv": "patches/train.csv"}, "test": {"csv": "patches/test.csv"}}),
     _cls2d("nucls", "NuCLS nucleus super-class classification, H&E", "pathology",
            ("tumor", "stromal", "sTIL", "other"), 3, "csv",
            "rgb/*.png + csv/*.csv (nucleus boxes, super_classification); nucleus crops listed "
-           "in crops/fold_1_{train,test}.csv (image, label as a class name); ambiguous nuclei "
-           "dropped",
+           "in crops/fold_1_{train,test}.csv (image, label as a class name), crop files "
+           "crops/<FOV name>_<n>.png; the FOV name holds the TCGA patient barcode "
+           "TCGA-<site>-<patient> (the group); ambiguous nuclei dropped",
            "official fold 1 (train / test slide lists)", ("macro_f1", "auc"),
            files={"image": "image", "label": "label", "label_names": "classes",
+                  "group": r"(TCGA-[A-Z0-9]{2}-[A-Z0-9]{4})",
                   "train": {"csv": "crops/fold_1_train.csv"},
                   "test": {"csv": "crops/fold_1_test.csv"}}),
     _cls2d("wsss4luad", "WSSS4LUAD lung adenocarcinoma tissue types, H&E", "pathology",
            ("tumor", "stroma", "normal"), 3, "csv",
-           "1.training/*-[t, s, n].png (labels in the file name) written to 1.training.csv "
+           "1.training/<slide>-<x>-<y>-[t, s, n].png (labels in the file name; the slide is "
+           "the group) written to 1.training.csv (image, tumor, stroma, normal: 0/1); "
+           "2.validation/img/<nn>.png and 3.testing/img/<nn>.png with their masks "
+           "{2.validation,3.testing}/mask/<nn>.png (0 tumor, 1 stroma, 2 normal, 3 background): "
+           "the classes present in each mask written to 2.validation.csv and 3.testing.csv "
            "(image, tumor, stroma, normal: 0/1)", "official train / val / test", ("auc",),
-           extra_metrics=("miou",), kind="multilabel",
-           files={"train": {"csv": "1.training.csv", "image": "1.training/{image}",
-                            "label": ["tumor", "stroma", "normal"]}}),
+           kind="multilabel",
+           notes="image-level multi-label classification: the challenge's mIoU scores "
+                 "pixel masks (weakly supervised segmentation), which this task does not make",
+           files={"label": ["tumor", "stroma", "normal"],
+                  "train": {"csv": "1.training.csv", "image": "1.training/{image}",
+                            "group": r"^1\.training/(.+)-\d+-\d+-\[[^/]*$"},
+                  "val": {"csv": "2.validation.csv", "image": "2.validation/img/{image}"},
+                  "test": {"csv": "3.testing.csv", "image": "3.testing/img/{image}"}}),
     _seg2d("tn3k", "TN3K thyroid nodule segmentation, ultrasound", "ultrasound", "nodule", 1,
            "image_mask_folders", "trainval-image/*.jpg + trainval-mask/*.jpg, test-image + "
            "test-mask", "official 2,879 train / 614 test", extra_metrics=("iou",),
@@ -777,7 +647,7 @@ _INFERRED = [
            "637 images, 5-fold CV, fold 0",
            notes="alternative protocol: train on TN3K, test on DDTI",
            files={"train": {"images": "p_image", "masks": "p_mask",
-                            "pattern": ("{id}.PNG", "{id}.PNG")}}),
+                            "pattern": ("{id}.PNG", "{id}.PNG")}, "cv_folds": 5}),
     _seg2d("mmotu_seg", "MMOTU ovarian tumour segmentation, ultrasound", "ultrasound", "tumor",
            1, "image_mask_folders", _MMOTU_FILES + " (binary masks <n>_binary.PNG); "
            "OTU_2d/{train,val}.txt list the ids",
@@ -826,135 +696,3 @@ def get(name):
   hint = f"did you mean {', '.join(close)}? " if close else ""
   raise ValueError(f"unknown task {name!r}: {hint}known tasks: {', '.join(sorted(TASKS))}")
 
-
-def load_splits(task, data_dir, fold=0):
-  """{"train": entries, "val": entries or None, "test": entries or None} of `task`'s data in
-  `data_dir`, laid out as `task.files` says (None: no official labelled list of that split).
-
-  Each entry is {"image": absolute path, or a list of them (channels, MRI planes), "label":
-  segmentation: the mask's absolute path; classification: the class index; multilabel: [0/1 per
-  class]; regression: a float, "id": the case id}. `fold` picks an official fold, where the task
-  has folds. Errors name the file at fault: FileNotFoundError for a missing data dir, list file
-  or listed file (with the layout the task expects), ValueError for a label that is not a class.
-  """
-  task = get(task) if isinstance(task, str) else task
-  if task.files is None:
-    raise ValueError(f"task {task.name!r} has no files layout to list its cases from")
-  data_dir = os.path.abspath(os.fspath(data_dir))
-  expects = f"task {task.name!r} expects the {task.layout} layout: {task.layout_notes}"
-  folds = task.files.get("folds", 1)
-  if not 0 <= fold < folds:
-    raise ValueError(f"fold {fold} of task {task.name!r}: it has {folds} official fold(s)")
-  if not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"data dir {data_dir} does not exist; {expects}")
-  try:
-    splits = _LISTERS[task.layout](task, data_dir, fold)
-  except FileNotFoundError as e:
-    raise FileNotFoundError(f"{e}; {expects}") from e
-  return {split: None if entries is None else _unique([_common(entry) for entry in entries])
-          for split, entries in splits.items()}
-
-
-def _unique(entries):
-  """Entries listed twice (HVDROPDB-OD's validation list) kept once, in order."""
-  seen, kept = set(), []
-  for entry in entries:
-    key = json.dumps([entry["image"], entry["label"]])
-    if key not in seen:
-      seen.add(key)
-      kept.append(entry)
-  return kept
-
-
-def _common(entry):
-  first = entry["image"] if isinstance(entry["image"], str) else entry["image"][0]
-  name = os.path.basename(first)
-  case = name[:-7] if name.lower().endswith(".nii.gz") else os.path.splitext(name)[0]
-  return {"image": entry["image"], "label": entry["label"], "id": case}
-
-
-def _json_splits(task, data_dir, fold):
-  files = task.files
-  path = os.path.join(data_dir, files["json"])
-  splits = {split: readers.load_decathlon(path, files[split], base_dir=data_dir)
-            if split in files else None for split in SPLITS}
-  train = splits["train"]
-  if "fold_key" in files:
-    key = files["fold_key"]
-    if any(key not in entry for entry in train):
-      raise ValueError(f"{path}: an entry of {files['train']!r} has no {key!r} (its fold)")
-    splits["train"] = [e for e in train if e[key] != fold]
-    splits["val"] = [e for e in train if e[key] == fold]
-  if "val_tail" in files:
-    splits["train"], splits["val"] = train[:-files["val_tail"]], train[-files["val_tail"]:]
-  return splits
-
-
-def _folder_pairs(data_dir, spec):
-  """Entries of one image_mask_folders split spec."""
-  images, masks = (os.path.join(data_dir, spec[k]) for k in ("images", "masks"))
-  if images.endswith("/*"):  # one subfolder per patient, named alike under both folders
-    parent = images[:-2]
-    if not os.path.isdir(parent):
-      raise FileNotFoundError(f"folder {parent} does not exist")
-    names = sorted(d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d)))
-    folders = [(os.path.join(parent, d), os.path.join(masks[:-2], d)) for d in names]
-  else:
-    folders = [(images, masks)]
-  entries = [e for pair in folders
-             for e in readers.pairs_from_folders(*pair, names=spec["pattern"])]
-  if "ids" not in spec:
-    return entries
-  ids = spec["ids"]
-  path = os.path.join(data_dir, ids["file"])
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"case list {path} does not exist")
-  with open(path) as f:
-    listed = json.load(f)[ids["key"]] if path.endswith(".json") else f.read().split()
-  listed = [ids.get("format", "{}").format(case) for case in listed]
-  by_id = {e["id"]: e for e in entries}
-  missing = [case for case in listed if case not in by_id]
-  if missing:
-    raise FileNotFoundError(f"{len(missing)} case(s) listed in {path} have no image "
-                            f"{spec['pattern'][0]} in {images}: {missing[:5]}")
-  return [by_id[case] for case in listed]
-
-
-def _label_names(task, spec, default=None):
-  names = spec.get("label_names", default)
-  if names == "classes":
-    return {c: i for i, c in enumerate(task.classes)}
-  return None if names is None else {k: task.classes.index(v) for k, v in names.items()}
-
-
-def _csv_entries(task, data_dir, spec, fold):
-  regression = task.kind == "regression"
-  return readers.load_classification_csv(
-      os.path.join(data_dir, spec["csv"].format(fold=fold)), spec["image"], spec["label"],
-      base_dir=data_dir, classes=None if regression else task.classes,
-      label_names=_label_names(task, spec), fieldnames=spec.get("fieldnames"),
-      delimiter=spec.get("delimiter", ","), where=spec.get("where"),
-      regression=regression).entries
-
-
-def _spec_splits(task, data_dir, fold):
-  def entries(spec):
-    if task.layout == "image_mask_folders":
-      return _folder_pairs(data_dir, spec)
-    return _csv_entries(task, data_dir, spec, fold)
-
-  return {split: [e for spec in split_specs(task.files, split) for e in entries(spec)]
-          if split in task.files else None for split in SPLITS}
-
-
-def _class_folder_splits(task, data_dir, fold):
-  del fold  # class folders have no folds
-  names = _label_names(task, task.files, default="classes")
-  return {split: readers.load_class_folders(os.path.join(data_dir, task.files[split]),
-                                            task.classes, names).entries
-          if split in task.files else None for split in SPLITS}
-
-
-_LISTERS = {"decathlon_json": _json_splits, "image_mask_json": _json_splits,
-            "image_mask_folders": _spec_splits, "csv": _spec_splits, "npy_csv": _spec_splits,
-            "class_folders": _class_folder_splits}

@@ -61,8 +61,8 @@ def probe_tx(tx):
   return optax.multi_transform({"head": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def _eval_model(graphdef, params, rest):
-  model = nnx.merge(graphdef, params, rest, copy=True)
+def _eval_model(graphdef, weights):
+  model = nnx.merge(graphdef, weights["params"], weights["rest"], copy=True)
   model.eval()
   return model
 
@@ -92,29 +92,32 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=Fal
 
 
 def make_segment(graphdef, roi, overlap, output, batch_size=4):
-  """`(params, rest, image (1, *S, C)) -> int32 label map (*S)`, jitted: sliding-window
-  inference (Gaussian weights) in eval mode, then argmax ('softmax') or p > 0.5
-  ('sigmoid')."""
+  """`(weights {'params', 'rest'}, image (1, *S, C)) -> (int32 label map (*S), float32
+  foreground probability (*S))`, jitted: sliding-window inference (Gaussian weights) in eval
+  mode, then argmax ('softmax') or p > 0.5 ('sigmoid'); the probability is the sigmoid, or 1
+  - p(background) of the softmax."""
 
   @jax.jit
-  def segment(params, rest, image):
+  def segment(weights, image):
     logits = sliding_window.sliding_window_inference(
-        image, tuple(roi), _eval_model(graphdef, params, rest), overlap=overlap, mode="gaussian", batch_size=batch_size)
+        image, tuple(roi), _eval_model(graphdef, weights), overlap=overlap, mode="gaussian",
+        batch_size=batch_size)[0].astype(jnp.float32)
     if output == "sigmoid":
-      return (logits[0, ..., 0] > 0).astype(jnp.int32)
-    return jnp.argmax(logits[0], axis=-1).astype(jnp.int32)
+      return (logits[..., 0] > 0).astype(jnp.int32), jax.nn.sigmoid(logits[..., 0])
+    foreground = 1.0 - jax.nn.softmax(logits, axis=-1)[..., 0]
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32), foreground
 
   return segment
 
 
 def make_score(graphdef, output):
-  """`(params, rest, images (B, *S, C)) -> (B, N)`, jitted, in eval mode: class
+  """`(weights {'params', 'rest'}, images (B, *S, C)) -> (B, N)`, jitted, in eval mode: class
   probabilities ('classification': softmax; 'multilabel': sigmoid) or the regression
   value (N = 1)."""
 
   @jax.jit
-  def score(params, rest, images):
-    logits = _eval_model(graphdef, params, rest)(images).astype(jnp.float32)
+  def score(weights, images):
+    logits = _eval_model(graphdef, weights)(images).astype(jnp.float32)
     if output == "classification":
       return jax.nn.softmax(logits, axis=-1)
     if output == "multilabel":

@@ -1,0 +1,93 @@
+"""Where a fine-tuning run's cases come from: the user's own lists (a Decathlon dataset.json,
+a CSV, class folders), the task they make, and every case prepared on grain threads.
+
+Registry tasks list their cases with tasks.load_splits; both kinds then go through
+splits.make_splits and `prepare_cases`.
+"""
+
+import json
+import warnings
+
+import grain
+
+from rasd_jax.data import pipeline
+from rasd_jax.data import readers
+
+CUSTOM_SOURCES = ("json", "csv", "folders")
+
+
+def read_options(threads):
+  """grain options: `threads` workers, as many elements made ahead."""
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, threads))
+
+
+def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
+                 label_column="label"):
+  """(kind, {'train', 'val', 'test'} entries (None where not listed), class names, source)
+  of the user's data: exactly one of json_path (segmentation), csv_path (classification;
+  several comma-separated label columns: multi-label) or folders (one per class)."""
+  if json_path:
+    with open(json_path) as f:
+      listed = json.load(f)
+    lists = {"train": readers.load_decathlon(json_path, "training")}
+    for key, name in (("val", "validation"), ("test", "test")):
+      has = isinstance(listed.get(name), list)
+      lists[key] = readers.load_decathlon(json_path, name) if has else None
+    names = listed.get("labels") if isinstance(listed.get("labels"), dict) else {}
+    return "segmentation", lists, names, json_path
+  if csv_path:
+    columns = [c.strip() for c in label_column.split(",")]
+    loaded = readers.load_classification_csv(csv_path, image_column,
+                                              columns[0] if len(columns) == 1 else columns)
+    kind = "classification" if len(columns) == 1 else "multilabel"
+    source = csv_path
+  else:
+    loaded = readers.load_class_folders(folders)
+    kind, source = "classification", folders
+  return kind, {"train": loaded.entries, "val": None, "test": None}, loaded.classes, source
+
+
+def custom_task(kind, train, names, num_classes, roi):
+  """The task of the user's data: spatial dims and channels from the first training case;
+  segmentation classes from `num_classes`, else the json's label names, else the largest
+  training label; `roi` one size per axis or one for all."""
+  image, _, _ = readers.read_case(train[0]["image"])
+  ndim, in_channels = image.ndim - 1, image.shape[0]
+  if kind == "segmentation":
+    count = num_classes or len(names) or max(2, 1 + max(
+        int(readers.read_case(e)[1].max()) for e in train))
+    classes = ("background",) + tuple(names.get(str(c), str(c)) for c in range(1, count))
+  else:
+    classes = tuple(str(c) for c in names)
+  return pipeline.custom_task(kind, ndim, in_channels, classes, expand_roi(roi, ndim))
+
+
+def expand_roi(roi, ndim):
+  """`roi` as one size per spatial axis (None keeps that axis whole)."""
+  roi = tuple(None if r is None else int(r) for r in roi)
+  if len(roi) == 1:
+    roi = roi * ndim
+  if len(roi) != ndim or any(r is not None and r < 1 for r in roi):
+    raise ValueError(f"roi {roi}: give one size, or one per spatial axis ({ndim})")
+  return roi
+
+
+def prepare_cases(task, entries, threads, skip_bad=False, training=False):
+  """pipeline.prepare of every entry, on `threads` grain threads, in order. `skip_bad`:
+  a case that cannot be read is skipped with a warning instead of stopping; `training`:
+  training cases (with the margin a random crop offset needs)."""
+  def one(entry):
+    try:
+      return pipeline.prepare(task, entry, training=training)
+    except (ValueError, OSError) as e:
+      if not skip_bad:
+        raise
+      warnings.warn(f"skipping case {entry.get('id', entry['image'])}: {e}", stacklevel=2)
+      return None
+
+  dataset = grain.MapDataset.source(list(entries)).map(one)
+  samples = [s for s in dataset.to_iter_dataset(read_options(threads), allow_nones=True)
+             if s is not None]
+  if not samples:
+    raise ValueError(f"none of the {len(entries)} cases could be read")
+  return samples

@@ -1,0 +1,85 @@
+"""Scoring a downstream network on prepared samples, and the evaluator the training loop runs.
+
+`score_segmentation` and `score_pooled` turn the network's outputs on a set of samples
+(data.pipeline.prepare outputs) into the dataset's metrics (evaluation.metrics).
+`Evaluator` scores the train state's weights every `every` steps, writes one line to
+W/val_metrics.jsonl and hands the summary to a `selection.Best`.
+"""
+
+import time
+
+import numpy as np
+
+from rasd_jax.evaluation import metrics
+from rasd_jax.jobs.workdir import log
+from rasd_jax.jobs.workdir import json_ready
+
+
+def score_segmentation(segment, weights, samples, task):
+  """Dataset Dice/HD95/NSD over the foreground classes, per region where the task has
+  regions (BraTS TC/WT/ET), and the task's extra_metrics (metrics.segmentation_extra_metrics:
+  object F1, AJI, PQ, IoU, AUPR ...; instance maps from a sample's "instances"). segment:
+  (weights, image (1, *S, C)) -> (label map (*S), foreground probability (*S))."""
+  per_case, per_region = [], {name: [] for name in task.regions or {}}
+  extra_cases = []
+  for sample in samples:
+    image = np.moveaxis(sample["image"], 0, -1)[None]
+    pred, prob = (np.asarray(x) for x in segment(weights, image))
+    per_case.append(metrics.segmentation_metrics(
+        pred, sample["label"], task.num_classes, spacing=sample["spacing"]))
+    for name, members in (task.regions or {}).items():
+      per_region[name].append(metrics.segmentation_metrics(
+          np.isin(pred, members).astype(np.int32),
+          np.isin(sample["label"], members).astype(np.int32), 2, spacing=sample["spacing"]))
+    if task.extra_metrics:
+      extra_cases.append({"pred": pred, "target": sample["label"],
+                          "instances": sample.get("instances"),
+                          "prob": prob if "aupr" in task.extra_metrics else None})
+  summary = metrics.aggregate_segmentation(per_case, list(task.classes[1:]))
+  if per_region:
+    summary["regions"] = {name: metrics.aggregate_segmentation(cases, [name])
+                          for name, cases in per_region.items()}
+  if task.extra_metrics:
+    summary.update(metrics.segmentation_extra_metrics(task.extra_metrics, extra_cases,
+                                                      task.num_classes))
+  return summary
+
+
+def score_pooled(score, weights, samples, task, batch_size):
+  """Classification / multi-label / regression metrics of the whole set, with the task's
+  extra_metrics (QWK, detection F1). score: (weights, images (B, *S, C)) -> (B, N)
+  probabilities or values."""
+  outputs = []
+  for start in range(0, len(samples), batch_size):
+    chunk = samples[start:start + batch_size]
+    images = np.stack([np.moveaxis(s["image"], 0, -1) for s in chunk])
+    outputs.append(np.asarray(score(weights, images)))
+  outputs = np.concatenate(outputs)
+  labels = np.asarray([s["label"] for s in samples])
+  if task.kind == "classification":
+    summary = metrics.classification_metrics(labels, outputs)
+  elif task.kind == "multilabel":
+    summary = metrics.multilabel_metrics(labels, outputs)
+  else:
+    summary = metrics.regression_metrics(labels.astype(float), outputs[:, 0])
+  if task.extra_metrics:
+    summary.update(metrics.pooled_extra_metrics(task.extra_metrics, labels, outputs))
+  return summary
+
+
+class Evaluator:
+  """Every `every` steps: `evaluate(weights) -> summary`, a line of `writer` with the
+  summary's scalars, then `best.update(step, summary, weights)`."""
+
+  def __init__(self, evaluate, every, writer, best):
+    self.evaluate, self.every, self.writer, self.best = evaluate, every, writer, best
+
+  def __call__(self, state, step):
+    start = time.perf_counter()
+    weights = {"params": state["params"], "rest": state["rest"]}
+    summary = self.evaluate(weights)
+    self.writer.write(step, **json_ready({k: v for k, v in summary.items()
+                                          if np.isscalar(v)}))
+    self.best.update(step, summary, weights)
+    log(f"step {step}: validation {self.best.metric} {summary[self.best.metric]:.4f} (best "
+        f"{self.best.value:.4f} at step {self.best.step}; {time.perf_counter() - start:.1f} s)")

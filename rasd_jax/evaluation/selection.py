@@ -1,0 +1,68 @@
+"""Best-validation selection: the step whose validation score is best so far, its metrics,
+and its weights in W/best (an Orbax checkpoint that load_model reads).
+
+W/best_val.json records the step and its validation summary, so a resumed run keeps
+selecting over the whole run. A NaN score never beats a number; the first evaluation is
+always kept (a run has selected weights once it has evaluated).
+"""
+
+import json
+import math
+import os
+import shutil
+
+import jax
+
+from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax.jobs.workdir import log
+from rasd_jax.training import checkpoint
+
+LOWER_IS_BETTER = ("mae", "rmse", "hd95")
+BEST_DIR = "best"
+RECORD = "best_val.json"
+
+
+class Best:
+
+  def __init__(self, workdir, metric, resumed):
+    """`resumed`: the run restarts from a checkpoint, so an earlier best stands; else any
+    W/best (of a run that stopped before its first checkpoint) is cleared."""
+    self.metric = metric
+    self._sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    self._record = os.path.join(workdir, RECORD)
+    folder = os.path.join(workdir, BEST_DIR)
+    if not resumed and os.path.isdir(folder) and jax.process_index() == 0:
+      shutil.rmtree(folder)
+    self._checkpointer = checkpoint.Checkpointer(folder, keep=1)
+    self.step, self.summary, self._score = None, None, -math.inf
+    if resumed and os.path.exists(self._record) and self._checkpointer.latest_step():
+      with open(self._record) as f:
+        saved = json.load(f)
+      self._take(saved["step"], saved["val"])
+      log(f"best validation so far: step {self.step}, {metric} {self.value}")
+
+  def _take(self, step, summary):
+    value = summary[self.metric]
+    finite = value is not None and math.isfinite(value)
+    self.step, self.summary = step, summary
+    self._score = self._sign * value if finite else -math.inf
+
+  @property
+  def value(self):
+    return self._sign * self._score
+
+  def update(self, step, summary, weights):
+    """Keeps `weights` ({'params', 'rest'}) when `summary` beats the best so far; returns
+    whether it did."""
+    value = summary[self.metric]
+    score = self._sign * value if math.isfinite(value) else -math.inf
+    if self.step is not None and score <= self._score:
+      return False
+    self._take(step, summary)
+    # Returns once the arrays are copied off the devices (the state is donated next).
+    self._checkpointer.save(step, weights)
+    workdir_lib.write_json(self._record, {"step": step, "val": summary})
+    return True
+
+  def close(self):
+    self._checkpointer.close()

@@ -1,0 +1,53 @@
+"""run.py's command-line mistakes, as users make them: `python run.py ...` in a subprocess.
+
+Each mistake is caught while the flags and the config are parsed: one `error: ...` line on
+stderr, a non-zero exit, no traceback, and no workdir.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+from rasd_jax.data import tasks
+
+
+def registry_message(name):
+  with pytest.raises(ValueError) as error:
+    tasks.get(name)
+  return str(error.value)
+
+
+@pytest.mark.parametrize("args, needles", [
+    # A misspelt override key, at the top and one level down: the closest key is named.
+    (["--config=experiments/pretrain2d.py:runlocal", "--config.totl_steps=5"],
+     ["unknown config key 'totl_steps'", 'Did you mean "total_steps"']),
+    (["--config=experiments/synthesize.py", "--config.synthsis.size=32"],
+     ["unknown config key 'synthsis'", 'Did you mean "synthesis"']),
+    # A value of the wrong type: the flag and the value.
+    (["--config=experiments/pretrain2d.py:runlocal", "--config.total_steps=abc"],
+     ["--config.total_steps=abc", "invalid literal for int()"]),
+    (["--config=experiments/pretrain2d.py:runlcal"],
+     ["unknown config argument 'runlcal'", "Did you mean 'runlocal'?"]),
+    (["--config=experiments/finetune.py:task=btvc"], [registry_message("btvc")]),
+    (["--config=experiments/pretrain4d.py"],
+     ["No such file or directory", "experiments/pretrain4d.py"]),
+    (["--config=experiments/synthesize.py", "stray"], ["unexpected arguments: ['stray']"]),
+])
+def test_mistake_is_one_error_line(tmp_path, args, needles):
+  workdir = tmp_path / "w"
+  out = subprocess.run([sys.executable, "run.py", *args, f"--workdir={workdir}"],
+                       cwd=REPO_ROOT, capture_output=True, text=True)
+  lines = [line for line in out.stderr.splitlines() if line.strip()]
+  assert out.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+  for needle in needles:
+    assert needle in lines[0]
+  assert not workdir.exists()
+
+
+def test_missing_workdir_is_one_error_line():
+  out = subprocess.run([sys.executable, "run.py", "--config=experiments/synthesize.py"],
+                       cwd=REPO_ROOT, capture_output=True, text=True)
+  assert out.returncode != 0 and out.stderr.strip().splitlines() == [
+      "error: flag --workdir=None: Flag --workdir must have a value other than None."]
