@@ -15,18 +15,33 @@ from rasd_jax.jobs.workdir import log
 from rasd_jax.jobs.workdir import json_ready
 
 
-def score_segmentation(segment, weights, samples, task):
+def dice_with_background(pred, target, num_classes):
+  """The reference's fundus Dice of one case (TASKS.md section 6): the mean over every
+  class, background included, of 2|P ∩ T| / (|P| + |T|) (a class in neither: left out)."""
+  values = []
+  for c in range(num_classes):
+    total = np.sum(pred == c) + np.sum(target == c)
+    if total:
+      values.append(2.0 * np.sum((pred == c) & (target == c)) / total)
+  return float(np.mean(values))
+
+
+def score_segmentation(segment, weights, samples, task, background=False):
   """Dataset Dice/HD95/NSD over the foreground classes, per region where the task has
   regions (BraTS TC/WT/ET), and the task's extra_metrics (metrics.segmentation_extra_metrics:
   object F1, AJI, PQ, IoU, AUPR ...; instance maps from a sample's "instances"). segment:
-  (weights, image (1, *S, C)) -> (label map (*S), foreground probability (*S))."""
+  (weights, image (1, *S, C)) -> (label map (*S), foreground probability (*S)).
+  `background`: "dice" is the mean over cases of dice_with_background (the reference's
+  fundus definition); the per-class values stay foreground-only."""
   per_case, per_region = [], {name: [] for name in task.regions or {}}
-  extra_cases = []
+  extra_cases, with_background = [], []
   for sample in samples:
     image = np.moveaxis(sample["image"], 0, -1)[None]
     pred, prob = (np.asarray(x) for x in segment(weights, image))
     per_case.append(metrics.segmentation_metrics(
         pred, sample["label"], task.num_classes, spacing=sample["spacing"]))
+    if background:
+      with_background.append(dice_with_background(pred, sample["label"], task.num_classes))
     for name, members in (task.regions or {}).items():
       per_region[name].append(metrics.segmentation_metrics(
           np.isin(pred, members).astype(np.int32),
@@ -36,6 +51,8 @@ def score_segmentation(segment, weights, samples, task):
                           "instances": sample.get("instances"),
                           "prob": prob if "aupr" in task.extra_metrics else None})
   summary = metrics.aggregate_segmentation(per_case, list(task.classes[1:]))
+  if background:
+    summary["dice"] = float(np.mean(with_background))
   if per_region:
     summary["regions"] = {name: metrics.aggregate_segmentation(cases, [name])
                           for name, cases in per_region.items()}

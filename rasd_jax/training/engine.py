@@ -18,9 +18,12 @@ Evaluation (`config.evaluation`):
   held out by splits.make_splits) scored with the selected weights; segmentation Dice,
   HD95 and NSD over the foreground classes, a class absent from a case's target left out.
 - "paper": as the reference code reports (TASKS.md sections 0 and 6): the best validation
-  score is the result (no test split is held out, so the validation cases are the
-  reference's), with its metric definitions: Dice averaged with the background class for
-  the fundus tasks, and an absent region or lesion scored 0 (BraTS TC/WT/ET, COVID-19-20).
+  score is the result (no test split is held out and an official test list is not used, so
+  training and validation cases are the reference's; with cross-validation the fold is the
+  validation split), with its metric definitions: the fundus tasks' Dice averaged with the
+  background class (evaluators.dice_with_background). The reference scores a BraTS region or
+  a COVID-19-20 lesion absent from a case 0 but divides by the cases that have it, which is
+  our mean over the cases where it is present: the same number.
 """
 
 import dataclasses
@@ -87,9 +90,10 @@ class Trainer:
 
 
 def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, overlap=0.5,
-                 mesh=None):
+                 evaluation="heldout", mesh=None):
   """The Trainer of the network `spec` (weights.build) on `task` with the optimiser config
-  `optim` over `total_steps` steps; `probe` trains the head alone."""
+  `optim` over `total_steps` steps; `probe` trains the head alone; `evaluation` "paper":
+  the reference's metric definitions (the module docstring)."""
   mesh = mesh or mesh_lib.make_mesh()
   tx, schedule = optimizer.make(optim, total_steps)
   if probe:
@@ -105,8 +109,9 @@ def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, ove
         score, weights, samples, task, batch_size)
   else:
     segment = downstream.make_segment(graphdef, task.roi, overlap, output)
+    background = evaluation == "paper" and task.preprocessing.get("template") == "fundus"
     evaluate = lambda weights, samples: evaluators.score_segmentation(  # noqa: E731
-        segment, weights, samples, task)
+        segment, weights, samples, task, background=background)
   return Trainer(spec, task, graphdef, abstract, init, step, evaluate, batch_size)
 
 
@@ -138,6 +143,7 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
   validation curve. train / val / test: prepared samples; test may be None (evaluation
   "paper": no test split)."""
   task = trainer.task
+  os.makedirs(workdir, exist_ok=True)
   weights_lib.write_spec(workdir, trainer.spec)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=keep_checkpoints)
@@ -311,7 +317,8 @@ def finetune(config, workdir):
       f"{task.num_classes} classes): cases {sizes}; {total} steps, validation every "
       f"{eval_every}")
   trainer = make_trainer(spec, task, optim, total, batch_size=config.batch_size,
-                         probe=config.probe, overlap=config.overlap)
+                         probe=config.probe, overlap=config.overlap,
+                         evaluation=config.evaluation)
   log(f"model {spec['model']} ({task.ndim}D), head {config.head}"
       f"{', linear probe' * config.probe}: "
       f"{models.count_params(spec['model'], task.ndim, task.in_channels, spec['out_channels']):,}"

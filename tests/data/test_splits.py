@@ -189,3 +189,21 @@ def test_official_lists_are_used_and_their_patients_leave_training():
 def test_errors_name_the_source(lists, kwargs, message):
   with pytest.raises(ValueError, match=message):
     splits.make_splits(lists, source="my data", **kwargs)
+
+
+def test_paper_protocol_holds_out_no_test():
+  """test=False: no test split, an official test list unused, and with k folds the fold is
+  the validation split; the training cases are all the others."""
+  entries = [{"image": f"/d/{i}.png", "label": i % 2, "id": str(i)} for i in range(20)]
+  official = [{"image": "/d/t.png", "label": 0, "id": "t"}]
+  paper = splits.make_splits({"train": entries, "val": None, "test": official}, source="s",
+                             test=False)
+  assert paper["test"] is None and len(paper["val"]) == 4 and len(paper["train"]) == 16
+  heldout = splits.make_splits({"train": entries, "val": None, "test": official}, source="s")
+  assert heldout["test"] == official and heldout["val"] == paper["val"]
+  folded = splits.make_splits({"train": entries, "val": None, "test": None}, source="s",
+                              folds=5, fold=2, test=False)
+  tested = splits.make_splits({"train": entries, "val": None, "test": None}, source="s",
+                              folds=5, fold=2)
+  assert folded["test"] is None and folded["val"] == tested["test"]
+  assert len(folded["train"]) == 16

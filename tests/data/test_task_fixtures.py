@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 
 from experiments import finetune as finetune_experiment
 from rasd_jax.data import pipeline, readers, splits, tasks
-from rasd_jax.jobs import finetune as finetune_job
+from rasd_jax.training import engine
 
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 CASES = 4  # cases per split, per list file or per folder pair
@@ -246,13 +246,17 @@ def test_task_reads_its_layout(task, tmp_path):
   # The job's config and data path: every case prepared, the splits completed by holding
   # training cases out, one training batch of the registry's roi (runlocal: CPU-sized).
   full = finetune_experiment.get_config(f"task={task.name}")
-  assert full.roi == task.roi and full.optim.lr == task.optim["lr"]
-  assert full.total_steps == 0 and full.epochs == task.optim["epochs"]
+  assert full.roi == task.roi and full.optim.lr == task.optimizer.lr
+  assert full.optim.algorithm == task.optimizer.algorithm
+  assert full.total_steps == 0 and full.total_epochs == task.schedule.epochs
+  assert full.eval_every_epochs == task.schedule.eval_every_epochs
+  assert full.optim.warmup_epochs == task.schedule.warmup_epochs
+  assert full.batch_size == task.sampling.batch * task.sampling.patches_per_case
   assert full.scratch_model == finetune_experiment.PAPER_MODELS[task.ndim]
   config = finetune_experiment.get_config(f"task={task.name},runlocal")
   config.data.dir = str(tmp_path)
-  job_task, data, sizes = finetune_job._task_and_data(config)
-  assert sizes["train"] >= 1 and sizes["val"] >= 1 and sizes["test"] >= 1
+  job_task, data = engine._data(config)
+  assert len(data["train"]) >= 1 and len(data["val"]) >= 1 and len(data["test"]) >= 1
   for sample in data["train"] + data["val"] + data["test"]:
     assert sample["image"].dtype == np.float32 and sample["image"].ndim == task.ndim + 1
     assert sample["image"].shape[0] == task.in_channels

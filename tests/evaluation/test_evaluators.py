@@ -85,3 +85,22 @@ def test_durations_steps_or_epochs():
     engine.steps("total", 5, 2, 1)
   with pytest.raises(ValueError, match="eval_every_steps = -1"):
     engine.steps("eval_every", -1, 0, 1)
+
+
+def test_paper_fundus_dice_counts_the_background():
+  """The reference's fundus Dice: mean of background and vessel Dice, per case, then over
+  cases; the heldout definition keeps the vessel alone."""
+  task = tasks.get("drive")
+  target = np.zeros((4, 4), np.int32)
+  target[0, :] = 1               # 4 vessel pixels, 12 background
+  pred = np.zeros((4, 4), np.int32)
+  pred[0, :2] = 1                # 2 of them found, no false positive
+  sample = {"image": np.zeros((1, 4, 4), np.float32), "label": target, "spacing": (1.0, 1.0)}
+  segment = lambda weights, image: (pred, pred * 1.0)  # noqa: E731
+  vessel, background = 2 * 2 / (2 + 4), 2 * 12 / (14 + 12)
+  assert evaluators.dice_with_background(pred, target, 2) == (vessel + background) / 2
+  heldout = evaluators.score_segmentation(segment, None, [sample], task)
+  paper = evaluators.score_segmentation(segment, None, [sample, sample], task, background=True)
+  np.testing.assert_allclose(heldout["dice"], vessel)
+  np.testing.assert_allclose(paper["dice"], (vessel + background) / 2)
+  np.testing.assert_allclose(paper["dice_per_class"][task.classes[1]], vessel)
