@@ -245,8 +245,9 @@ def _check(config):
     raise ValueError(f"evaluation {config.evaluation!r}: one of {EVALUATIONS}")
 
 
-def _data(config):
-  """(task, {'train', 'val', 'test'} prepared samples (test None with evaluation 'paper'))."""
+def _cases(config):
+  """(task, {'train', 'val', 'test'} entries; test None with evaluation 'paper'): the lists
+  and splits, checked before anything is written or read in full."""
   if config.task != "custom":
     task = tasks.get(config.task)
     task = dataclasses.replace(task, roi=sources.expand_roi(config.roi, task.ndim))
@@ -263,10 +264,14 @@ def _data(config):
                                  test=config.evaluation == "heldout")
   if task is None:
     task = sources.custom_task(kind, split["train"], names, config.num_classes, config.roi)
-  data = {k: None if v is None else sources.prepare_cases(
+  return task, split
+
+
+def _data(config, task, split):
+  """The prepared samples of each split (training ones with their crop margin)."""
+  return {k: None if v is None else sources.prepare_cases(
       task, v, config.data.threads, config.data.skip_bad, training=k == "train")
           for k, v in split.items()}
-  return task, data
 
 
 def _network(config, task):
@@ -302,8 +307,9 @@ def finetune(config, workdir):
   """The finetune job: returns the results it writes to W/results.json (None when a signal
   stopped it)."""
   _check(config)
+  task, split = _cases(config)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
-  task, data = _data(config)
+  data = _data(config, task, split)
   sizes = {k: None if v is None else len(v) for k, v in data.items()}
   per_epoch = math.ceil(sizes["train"] * config.patches_per_case / config.batch_size)
   total = steps("total", config.total_steps, config.total_epochs, per_epoch)

@@ -255,7 +255,8 @@ def test_task_reads_its_layout(task, tmp_path):
   assert full.scratch_model == finetune_experiment.PAPER_MODELS[task.ndim]
   config = finetune_experiment.get_config(f"task={task.name},runlocal")
   config.data.dir = str(tmp_path)
-  job_task, data = engine._data(config)
+  job_task, split = engine._cases(config)
+  data = engine._data(config, job_task, split)
   assert len(data["train"]) >= 1 and len(data["val"]) >= 1 and len(data["test"]) >= 1
   for sample in data["train"] + data["val"] + data["test"]:
     assert sample["image"].dtype == np.float32 and sample["image"].ndim == task.ndim + 1

@@ -230,3 +230,99 @@ def test_registry_task_end_to_end(tmp_path, name):
   assert config["optim"]["algorithm"] == task.optimizer.algorithm
   assert config["output"] == task.inference.output
   assert f"task {name} ({task.kind}" in out.stdout
+
+
+def test_killed_then_resumed_equals_uninterrupted(tmp_path, dataset):
+  """SIGKILL mid-run, then the same command: each step logged once, the same losses, the
+  same validation curve, selected step and test scores as a run that was never stopped."""
+  import signal
+  import time
+  steps = [f"--config.data.json={dataset}", *TINY, "--config.total_steps=24",
+           "--config.checkpoint_every=4", "--config.eval_every_steps=4",
+           "--config.log_every=1"]
+  run(tmp_path / "reference", *steps)
+  w = tmp_path / "killed"
+  process = subprocess.Popen(
+      [sys.executable, "run.py", "--config=experiments/finetune.py:task=custom,runlocal",
+       f"--workdir={w}", *steps], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    text = open(w / "metrics.jsonl").read() if (w / "metrics.jsonl").exists() else ""
+    lines = text[:text.rfind("\n") + 1].splitlines()  # complete lines only
+    if lines and json.loads(lines[-1])["step"] >= 10:  # past the checkpoints of 4 and 8
+      break
+    time.sleep(0.05)
+  assert process.poll() is None, "the run ended before it could be killed"
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  out = run(w, *steps)
+  assert "resuming from the checkpoint of step" in out.stdout
+
+  def read(workdir, name):
+    return [json.loads(line) for line in open(workdir / name)]
+  reference, resumed = read(tmp_path / "reference", "metrics.jsonl"), read(w, "metrics.jsonl")
+  assert [r["step"] for r in resumed] == list(range(1, 25))
+  np.testing.assert_allclose([r["loss"] for r in resumed], [r["loss"] for r in reference],
+                             rtol=1e-6)
+  assert read(w, "val_metrics.jsonl") == read(tmp_path / "reference", "val_metrics.jsonl")
+  a = json.load(open(tmp_path / "reference" / "results.json"))
+  b = json.load(open(w / "results.json"))
+  assert a["selected_step"] == b["selected_step"] and a["curve"] == b["curve"]
+  np.testing.assert_allclose(a["test"]["dice"], b["test"]["dice"], rtol=1e-6)
+
+
+def test_registry_mistakes_are_one_line_and_write_nothing(tmp_path):
+  """Missing data, data half present (a listed file gone), a fold out of range, and a
+  duration given in both units: one `error:` line, no traceback, and the workdir of an
+  earlier run left byte for byte as it was (a fresh workdir is not even created)."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
+  import test_task_fixtures
+  from rasd_jax.data import tasks
+  data = tmp_path / "data"
+  test_task_fixtures.WRITERS["image_mask_json"](tasks.get("drive"), str(data))
+  config = "experiments/finetune.py:task=drive,runlocal"
+  earlier = tmp_path / "earlier"
+  os.makedirs(earlier)
+  (earlier / "config.json").write_text("{}")
+  half = tmp_path / "half"
+  shutil.copytree(data, half)
+  listed = json.load(open(half / "DRIVE.json"))["training"][0]["image"]
+  os.remove(half / listed)
+  cases = {
+      "missing": ([f"--config.data.dir={tmp_path / 'nowhere'}"], "nowhere"),
+      "half present": ([f"--config.data.dir={half}"], "do not exist"),
+      "fold": ([f"--config.data.dir={data}", "--config.data.fold=3"],
+               "fold 3 of task 'drive'"),
+      "both units": ([f"--config.data.dir={data}", "--config.total_epochs=3"],
+                     "total_steps = 200 and total_epochs = 3 are both given"),
+  }
+  for name, (overrides, message) in cases.items():
+    for w in (tmp_path / f"new_{name}", earlier):
+      out = run(w, *overrides, check=False, config=config)
+      lines = [l for l in out.stderr.splitlines() if l.strip()]
+      assert out.returncode == 1 and "Traceback" not in out.stderr, (name, out.stderr[-2000:])
+      assert lines[-1].startswith("error: ") and message in lines[-1], (name, lines[-1])
+    assert not (tmp_path / f"new_{name}").exists(), name
+    assert os.listdir(earlier) == ["config.json"] and (earlier / "config.json").read_text() == "{}"
+
+
+def test_swinunetr_3d_through_the_job(tmp_path):
+  """A 3D registry task (MSD spleen, CT-T) fine-tunes the job's own default 3D network,
+  swinunetr_tiny, built with its real initialisers, on 32^3 patches: two steps, one
+  validation, a test score; load_model gives the network back."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
+  import test_task_fixtures
+  import rasd_jax
+  from rasd_jax.data import tasks
+  test_task_fixtures.WRITERS["decathlon_json"](tasks.get("msd09"), str(tmp_path / "data"))
+  w = tmp_path / "w"
+  out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.total_steps=2",
+            "--config.eval_every_steps=2", "--config.log_every=1",
+            "--config.checkpoint_every=2", config="experiments/finetune.py:task=msd09,runlocal")
+  assert "model swinunetr_tiny (3D)" in out.stdout
+  results = json.load(open(w / "results.json"))
+  assert results["model"] == "swinunetr_tiny" and results["selected_step"] == 2
+  assert 0 <= results["test"]["dice"] <= 1
+  model = rasd_jax.load_model(w)
+  assert model(np.zeros((1, 32, 32, 32, 1), np.float32)).shape == (1, 32, 32, 32, 2)
