@@ -9,6 +9,7 @@ regions, so a score on the test region is never measured on pixels seen in train
 
 import dataclasses
 import importlib.util
+import json
 import os
 
 import nibabel as nib
@@ -187,3 +188,29 @@ def samples_2d(name, *, min_brain=0.1, val_slices=4, test_slices=8, tile=64):
   else:
     raise ValueError(f"demo task {name!r}: 'brain' or 'nuclei'")
   return data, regions["train"].class_names
+
+
+def write_decathlon(name, folder, **settings):
+  """Writes the demo task `name` ("brain" or "nuclei", samples_2d with `settings`) as a
+  Decathlon folder: 2D NIfTI images and labels (1 mm pixels) and `folder`/dataset.json with
+  its training, validation and test lists. Returns the dataset.json path: the finetune job's
+  and the suite's custom data (`data.json`)."""
+  data, class_names = samples_2d(name, **settings)
+  os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+  os.makedirs(os.path.join(folder, "labels"), exist_ok=True)
+  lists = {}
+  for split, samples in data.items():
+    lists[split] = []
+    for i, sample in enumerate(samples):
+      files = {key: f"{key}s/{split}_{i:03d}.nii.gz" for key in ("image", "label")}
+      nib.save(nib.Nifti1Image(sample["image"][0].astype(np.float32), np.eye(4)),
+               os.path.join(folder, files["image"]))
+      nib.save(nib.Nifti1Image(sample["label"].astype(np.uint8), np.eye(4)),
+               os.path.join(folder, files["label"]))
+      lists[split].append(files)
+  path = os.path.join(folder, "dataset.json")
+  with open(path, "w") as f:
+    json.dump({"name": name, "labels": {str(i): c for i, c in enumerate(class_names)},
+               "training": lists["train"], "validation": lists["val"], "test": lists["test"]},
+              f, indent=1)
+  return path

@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from rasd_jax.evaluation import metrics
-from rasd_jax.jobs.workdir import log
-from rasd_jax.jobs.workdir import json_ready
+from rasd_jax.workdir import log
+from rasd_jax.workdir import json_ready
 
 
 def dice_with_background(pred, target, num_classes):

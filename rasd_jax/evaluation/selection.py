@@ -13,11 +13,11 @@ import shutil
 
 import jax
 
-from rasd_jax.jobs import workdir as workdir_lib
-from rasd_jax.jobs.workdir import log
+from rasd_jax.evaluation import compare
 from rasd_jax.training import checkpoint
+from rasd_jax import workdir as workdir_lib
+from rasd_jax.workdir import log
 
-LOWER_IS_BETTER = ("mae", "rmse", "hd95")
 BEST_DIR = "best"
 RECORD = "best_val.json"
 
@@ -28,7 +28,7 @@ class Best:
     """`resumed`: the run restarts from a checkpoint, so an earlier best stands; else any
     W/best (of a run that stopped before its first checkpoint) is cleared."""
     self.metric = metric
-    self._sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    self._sign = -1.0 if compare.lower_is_better(metric) else 1.0
     self._record = os.path.join(workdir, RECORD)
     folder = os.path.join(workdir, BEST_DIR)
     if not resumed and os.path.isdir(folder) and jax.process_index() == 0:

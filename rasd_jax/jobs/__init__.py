@@ -2,7 +2,7 @@
 
 import importlib
 
-JOBS = ("finetune", "pretrain", "quickstart", "synthesize")
+JOBS = ("finetune", "pretrain", "quickstart", "suite", "synthesize")
 
 
 def get(name):

@@ -23,22 +23,21 @@ per task and shared by all its runs.
 """
 
 import json
-import math
 import os
 import time
 
 import jax
 import numpy as np
-from scipy import stats
 
 from rasd_jax.data import demo
 from rasd_jax.data import pipeline
+from rasd_jax.evaluation import compare
 from rasd_jax.evaluation import selection
-from rasd_jax.jobs import workdir as workdir_lib
-from rasd_jax.jobs.workdir import log
 from rasd_jax.training import engine
 from rasd_jax.training import pretrain
 from rasd_jax.training import weights
+from rasd_jax import workdir as workdir_lib
+from rasd_jax.workdir import log
 
 TASKS = ("brain", "nuclei")
 INITS = ("scratch", "pretrained")
@@ -186,35 +185,6 @@ def _groups(records, name, probe):
   return groups
 
 
-def _spread(values):
-  """(mean, sd, se) of a list; sd and se are NaN below two values."""
-  values = np.asarray(values, float)
-  if len(values) < 2:
-    return float(values.mean()), math.nan, math.nan
-  sd = float(values.std(ddof=1))
-  return float(values.mean()), sd, sd / math.sqrt(len(values))
-
-
-def _fmt(value, digits=3):
-  return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _signed(value):
-  return "n/a" if not math.isfinite(value) else f"{value:+.3f}"
-
-
-def _verdict(mean, se, positive, total):
-  """The paired difference against its two-sided 95% t interval (total - 1 d.o.f.)."""
-  if not math.isfinite(se) or se == 0:
-    return f"{_signed(mean)} ({positive}/{total} positive; too few seeds to judge)"
-  half = stats.t.ppf(0.975, total - 1) * se
-  interval = f"{_signed(mean)}, 95% CI [{mean - half:+.3f}, {mean + half:+.3f}]"
-  if abs(mean) <= half:
-    return f"no resolved difference: {interval} ({positive}/{total} positive)"
-  better = "pre-trained better" if mean > 0 else "scratch better"
-  return f"{better}: {interval} ({positive}/{total} positive)"
-
-
 def comparisons(records, name, probe):
   """Per n: (n, {init: [test dice per seed]}, paired differences pretrained - scratch)."""
   groups = _groups(records, name, probe)
@@ -237,15 +207,15 @@ def _comparison_table(records, name, probe):
   for n, values, diffs in comparisons(records, name, probe):
     cells = []
     for init in INITS:
-      mean, sd, _ = _spread(values[init]) if values[init] else (math.nan,) * 3
-      cells.append(f"{_fmt(mean)} ± {_fmt(sd)}")
-    mean, _, se = _spread([d for _, d in diffs]) if diffs else (math.nan,) * 3
+      mean, sd, _ = compare.spread(values[init])
+      cells.append(f"{compare.fmt(mean)} ± {compare.fmt(sd)}")
+    mean, _, se = compare.spread([d for _, d in diffs])
     positive = sum(d > 0 for _, d in diffs)
-    per_seed = ", ".join(f"{s}: {_signed(d)}" for s, d in diffs)
-    lines.append(f"| {n} | {cells[0]} | {cells[1]} | {_signed(mean)} ± {_fmt(se)} | "
-                 f"{positive}/{len(diffs)} | {per_seed} |")
-    verdicts.append(f"- {name}, {'probe, ' if probe else ''}{n} {UNITS[name]}: "
-                    f"{_verdict(mean, se, positive, len(diffs))}")
+    per_seed = ", ".join(f"{s}: {compare.signed(d)}" for s, d in diffs)
+    lines.append(f"| {n} | {cells[0]} | {cells[1]} | {compare.signed(mean)} ± "
+                 f"{compare.fmt(se)} | {positive}/{len(diffs)} | {per_seed} |")
+    verdict = compare.verdict(mean, se, positive, len(diffs), names=(base, "pre-trained"))
+    verdicts.append(f"- {name}, {'probe, ' if probe else ''}{n} {UNITS[name]}: {verdict}")
   return lines, verdicts
 
 
@@ -261,7 +231,7 @@ def _per_class_table(records, name):
            "|---|---|" + "---|" * len(classes)]
   for (n, init), values in sorted(rows.items()):
     means = [np.nanmean([np.nan if v[c] is None else v[c] for v in values]) for c in classes]
-    lines.append(f"| {n} | {init} | " + " | ".join(_fmt(m) for m in means) + " |")
+    lines.append(f"| {n} | {init} | " + " | ".join(compare.fmt(m) for m in means) + " |")
   return lines
 
 
@@ -284,7 +254,7 @@ def _curve_table(records, name):
   lines = [f"| {UNITS[name]} | init | " + " | ".join(f"step {s}" for s in steps) + " |",
            "|---|---|" + "---|" * len(steps)]
   for (init, n), (_, dice) in sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    lines.append(f"| {n} | {init} | " + " | ".join(_fmt(d) for d in dice) + " |")
+    lines.append(f"| {n} | {init} | " + " | ".join(compare.fmt(d) for d in dice) + " |")
   return lines
 
 
@@ -297,8 +267,8 @@ def _early_lines(records, name):
     if ("scratch", n) in curves and ("pretrained", n) in curves:
       (steps, scratch), (_, pre) = curves[("scratch", n)], curves[("pretrained", n)]
       lines.append(f"- {name}, {n} {UNITS[name]}, validation Dice gap (mean over seeds): "
-                   f"{_signed(pre[0] - scratch[0])} at step {steps[0]}, "
-                   f"{_signed(pre[-1] - scratch[-1])} at step {steps[-1]}")
+                   f"{compare.signed(pre[0] - scratch[0])} at step {steps[0]}, "
+                   f"{compare.signed(pre[-1] - scratch[-1])} at step {steps[-1]}")
   return lines
 
 
@@ -390,7 +360,7 @@ def report_plot(records, path):
     for probe in (False, True):
       rows = comparisons(records, name, probe)
       for init in INITS:
-        points = [(n, *_spread(v[init])[:2]) for n, v, _ in rows if v[init]]
+        points = [(n, *compare.spread(v[init])[:2]) for n, v, _ in rows if v[init]]
         if not points:
           continue
         n, mean, sd = np.array(points).T

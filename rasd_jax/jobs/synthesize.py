@@ -12,12 +12,12 @@ import numpy as np
 import tqdm
 from jax.experimental import multihost_utils
 
-from rasd_jax import synthesis
 from rasd_jax.data import nifti
-from rasd_jax.jobs import workdir as workdir_lib
+from rasd_jax import synthesis
 from rasd_jax.synthesis import montage
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import metrics as metrics_lib
+from rasd_jax import workdir as workdir_lib
 
 
 def _to_nifti_layout(image, ndim):

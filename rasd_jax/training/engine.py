@@ -37,15 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rasd_jax import models
 from rasd_jax.data import pipeline
 from rasd_jax.data import sources
 from rasd_jax.data import splits as splits_lib
 from rasd_jax.data import tasks
 from rasd_jax.evaluation import evaluators
 from rasd_jax.evaluation import selection
-from rasd_jax.jobs import workdir as workdir_lib
-from rasd_jax.jobs.workdir import log
+from rasd_jax import models
 from rasd_jax.training import checkpoint
 from rasd_jax.training import downstream
 from rasd_jax.training import loop
@@ -55,6 +53,8 @@ from rasd_jax.training import optimizer
 from rasd_jax.training import state as state_lib
 from rasd_jax.training import transfer
 from rasd_jax.training import weights as weights_lib
+from rasd_jax import workdir as workdir_lib
+from rasd_jax.workdir import log
 
 MAY_CHANGE = ("total_steps", "total_epochs", "checkpoint_every", "keep_checkpoints",
               "log_every", "eval_every_steps", "eval_every_epochs", "data.threads")

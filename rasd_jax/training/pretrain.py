@@ -22,10 +22,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rasd_jax import models
-from rasd_jax import synthesis
-from rasd_jax.jobs import workdir as workdir_lib
-from rasd_jax.jobs.workdir import log
 from rasd_jax.objectives import prototype
+from rasd_jax import synthesis
 from rasd_jax.training import checkpoint
 from rasd_jax.training import loop
 from rasd_jax.training import mesh as mesh_lib
@@ -33,6 +31,8 @@ from rasd_jax.training import metrics as metrics_lib
 from rasd_jax.training import optimizer
 from rasd_jax.training import state as state_lib
 from rasd_jax.training import weights
+from rasd_jax import workdir as workdir_lib
+from rasd_jax.workdir import log
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

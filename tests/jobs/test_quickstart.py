@@ -54,3 +54,39 @@ def test_runs_report_and_resume(tmp_path):
   assert rerun[:-1] == lines[:-1] and len(rerun) == len(planned)
   assert quickstart.run_key(json.loads(rerun[-1])) == quickstart.run_key(records[-1])
   assert "## Where there is and is not a difference" in (tmp_path / "report.md").read_text()
+
+
+def _record(init, n, seed, dice, probe=False):
+  return {"task": "brain", "init": init, "train_images": n, "seed": seed, "probe": probe,
+          "test_dice": dice, "test_dice_per_class": {"gm": dice}, "curve": [[10, dice]],
+          "selected_step": 10, "val_dice": dice, "split_sizes": {}, "seconds": 1.0}
+
+
+def test_report_statistics_by_hand():
+  """The report's table row and verdict for 3 seeds, worked out by hand: scratch 0.70,
+  0.74, 0.72 (mean 0.72, sd 0.02), pre-trained 0.75, 0.76, 0.78 (mean 0.7633, sd 0.01528);
+  differences 0.05, 0.02, 0.06: mean 0.04333, sd 0.02082, SE 0.01202; t(0.975, 2) = 4.3027,
+  half-width 0.05171: CI [-0.00838, +0.09504], which holds zero -> not resolved. With a
+  fourth seed (0.73 -> 0.78, diff 0.05) the differences 0.05, 0.02, 0.06, 0.05 have mean
+  0.045, SE 0.008660, t(0.975, 3) = 3.1824: CI [+0.01744, +0.07256] -> pre-trained better."""
+  from rasd_jax.jobs import quickstart
+  scratch, pre = [0.70, 0.74, 0.72, 0.73], [0.75, 0.76, 0.78, 0.78]
+  records = [_record("scratch", 4, s, d) for s, d in enumerate(scratch[:3])]
+  records += [_record("pretrained", 4, s, d) for s, d in enumerate(pre[:3])]
+  lines, verdicts = quickstart._comparison_table(records, "brain", False)
+  assert lines[2] == ("| 4 | 0.720 ± 0.020 | 0.763 ± 0.015 | +0.043 ± 0.012 | 3/3 | "
+                      "0: +0.050, 1: +0.020, 2: +0.060 |")
+  assert verdicts == ["- brain, 4 axial slices: no resolved difference: +0.043, 95% CI "
+                      "[-0.008, +0.095] (3/3 seeds pre-trained better)"]
+  records += [_record("scratch", 4, 3, scratch[3]), _record("pretrained", 4, 3, pre[3])]
+  _, verdicts = quickstart._comparison_table(records, "brain", False)
+  assert verdicts == ["- brain, 4 axial slices: pre-trained better: +0.045, 95% CI "
+                      "[+0.017, +0.073] (4/4 seeds pre-trained better)"]
+  # Probe rows compare with the random network; a lower pre-trained score is named so:
+  # differences -0.20, -0.21, -0.21: mean -0.20667, sd 0.005774, SE 0.003333, half-width
+  # 4.3027 x 0.003333 = 0.01434.
+  probes = [_record("scratch", 4, s, d, True) for s, d in enumerate([0.8, 0.82, 0.81])]
+  probes += [_record("pretrained", 4, s, d, True) for s, d in enumerate([0.6, 0.61, 0.6])]
+  _, verdicts = quickstart._comparison_table(probes, "brain", True)
+  assert verdicts[0].startswith("- brain, probe, 4 axial slices: random network better: "
+                                "-0.207, 95% CI [-0.221, -0.192]")
