@@ -152,14 +152,15 @@ def _brain_slices(region, min_brain, count=None):
   return _slices(region, usable)
 
 
-def _tiles(region, side):
-  """Non-overlapping side x side tiles of a 2D region that hold some foreground."""
-  image, label = region.image, region.label[0].astype(np.int32)
+def _tiles(image, label, side, min_foreground):
+  """Non-overlapping side x side tiles of a 2D (1, H, W) image and (H, W) label whose
+  foreground (label > 0) covers at least `min_foreground` of the tile (> 0: any)."""
   tiles = []
   for i in range(0, label.shape[0] - side + 1, side):
     for j in range(0, label.shape[1] - side + 1, side):
       box = (slice(i, i + side), slice(j, j + side))
-      if label[box].any():
+      covered = (label[box] > 0).mean()
+      if covered > 0 and covered >= min_foreground:
         tiles.append({"image": image[(slice(None),) + box], "label": label[box],
                       "spacing": SPACING})
   return tiles
@@ -170,21 +171,25 @@ def _whole(region):
            "spacing": SPACING}]
 
 
-def samples_2d(name, *, min_brain=0.1, val_slices=4, test_slices=8, tile=64):
+def samples_2d(name, *, min_brain=0.1, val_slices=4, test_slices=8, tile=64, tile_brain=0.5):
   """({'train', 'val', 'test'}: lists of prepared 2D samples {'image' (1, H, W), 'label'
-  (H, W), 'spacing'}, class names) of a demo task cut by `split`: "brain", axial slices of
-  each slab holding at least `min_brain` brain (all for training, `val_slices` /
-  `test_slices` evenly spaced); "nuclei", the `tile`-sided tiles of the training band that
-  hold a nucleus, and the whole validation and test bands."""
+  (H, W), 'spacing'}, class names) of a demo task cut by `split`. Training images are
+  `tile`-sided tiles, so that a few of them are few labels: "brain", tiles of the axial
+  slices of the training slab (slices holding at least `min_brain` brain) that are at least
+  `tile_brain` brain; "nuclei", tiles of the training band that hold a nucleus. Validation
+  and test images are whole: "brain", `val_slices` / `test_slices` evenly spaced axial
+  slices of their slabs; "nuclei", the validation and test bands."""
   if name == "brain":
     regions = split(brain_tissue())
-    data = {"train": _brain_slices(regions["train"], min_brain),
+    train = [t for s in _brain_slices(regions["train"], min_brain)
+             for t in _tiles(s["image"], s["label"], tile, tile_brain)]
+    data = {"train": train,
             "val": _brain_slices(regions["val"], min_brain, val_slices),
             "test": _brain_slices(regions["test"], min_brain, test_slices)}
   elif name == "nuclei":
     regions = split(nuclei())
-    data = {"train": _tiles(regions["train"], tile), "val": _whole(regions["val"]),
-            "test": _whole(regions["test"])}
+    train = _tiles(regions["train"].image, regions["train"].label[0].astype(np.int32), tile, 0)
+    data = {"train": train, "val": _whole(regions["val"]), "test": _whole(regions["test"])}
   else:
     raise ValueError(f"demo task {name!r}: 'brain' or 'nuclei'")
   return data, regions["train"].class_names

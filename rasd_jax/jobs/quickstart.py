@@ -2,12 +2,13 @@
 tasks at a few amounts of labels and seeds, and report the paired differences.
 
 1. The pretrain job runs `config.pretrain` into W/pretrain (resumable as that job is).
-2. Two 2D tasks from rasd_jax.data.demo, each split into disjoint train / val / test regions
-   (demo.split): brain tissue, axial slices of the MNI152 template (background, grey matter,
-   white matter, rest), `val_slices` / `test_slices` evenly spaced in their slabs; nuclei,
-   tiles of the training band, the whole validation and test bands. A run trains on n
-   images (slices or tiles): the first n of a permutation drawn from the seed, so the sets
-   are nested across n and the same for both inits.
+2. Two 2D tasks from rasd_jax.data.demo (demo.samples_2d), each split into disjoint train /
+   val / test regions (demo.split): brain tissue of the MNI152 template (background, grey
+   matter, white matter, rest), training on `tile`-sided tiles of the training slab's axial
+   slices, validation and test on `val_slices` / `test_slices` whole slices evenly spaced in
+   their slabs; nuclei, tiles of the training band, the whole validation and test bands. A
+   run trains on n tiles: the first n of a permutation drawn from the seed, so the sets are
+   nested across n and the same for both inits.
 3. Per task, n and seed: init "scratch" (the network as initialised) and "pretrained" (the
    pre-trained network copied in, transfer.copy_matching), each with a new 1x1 head on its
    32 output channels (head "add"); Dice+CE, `config.optim`, `steps` steps of
@@ -18,8 +19,9 @@ tasks at a few amounts of labels and seeds, and report the paired differences.
 4. Each finished run is a line of W/runs.jsonl; a rerun skips those and rebuilds
    W/report.md and W/report.png from the file.
 
-The jitted functions (train step, probe step, sliding-window segmentation) are built once
-per task and shared by all its runs.
+Every run goes through the fine-tuning engine (engine.train_and_evaluate) in its own folder
+W/runs/...; the engine Trainers (jitted step, probe step, sliding-window segmentation) are
+built once per task and shared by all its runs.
 """
 
 import json
@@ -41,7 +43,7 @@ from rasd_jax.workdir import log
 
 TASKS = ("brain", "nuclei")
 INITS = ("scratch", "pretrained")
-UNITS = {"brain": "axial slices", "nuclei": "tiles"}
+UNITS = {"brain": "tiles", "nuclei": "tiles"}
 
 
 def _check(config):
@@ -143,8 +145,8 @@ def run(config, workdir):
       continue
     settings = config[name]
     data, class_names = demo.samples_2d(
-        name, **{k: settings[k] for k in ("min_brain", "val_slices", "test_slices", "tile")
-                 if k in settings})
+        name, **{k: settings[k] for k in ("min_brain", "val_slices", "test_slices", "tile",
+                                          "tile_brain") if k in settings})
     if len(data["train"]) < max(settings.train_images):
       raise ValueError(f"{name}: {len(data['train'])} training {UNITS[name]} available, "
                        f"fewer than train_images {max(settings.train_images)}")
@@ -300,12 +302,14 @@ def report_markdown(config, records, pretrain, wall):
       "test region, disjoint from training and validation.",
   ]
   if "brain" in sizes:
+    t = config.brain.tile
     lines.append(
-        f"- Brain tissue: axial slices of the MNI152 template (grey matter, white matter, "
-        f"rest), axial slabs (demo.split); training on {list(config.brain.train_images)} of "
-        f"{sizes['brain']['train']} slices of the training slab, validation on "
-        f"{sizes['brain']['val']} and test on {sizes['brain']['test']} evenly spaced slices "
-        f"(slices with at least {config.brain.min_brain:.0%} brain).")
+        f"- Brain tissue: the MNI152 template (grey matter, white matter, rest), axial slabs "
+        f"(demo.split); training on {list(config.brain.train_images)} of "
+        f"{sizes['brain']['train']} {t}x{t} tiles of the training slab's axial slices (tiles "
+        f"at least {config.brain.tile_brain:.0%} brain), validation on "
+        f"{sizes['brain']['val']} and test on {sizes['brain']['test']} evenly spaced whole "
+        f"slices (slices with at least {config.brain.min_brain:.0%} brain).")
   if "nuclei" in sizes:
     t = config.nuclei.tile
     lines.append(

@@ -76,11 +76,11 @@ def test_report_statistics_by_hand():
   lines, verdicts = quickstart._comparison_table(records, "brain", False)
   assert lines[2] == ("| 4 | 0.720 ± 0.020 | 0.763 ± 0.015 | +0.043 ± 0.012 | 3/3 | "
                       "0: +0.050, 1: +0.020, 2: +0.060 |")
-  assert verdicts == ["- brain, 4 axial slices: no resolved difference: +0.043, 95% CI "
+  assert verdicts == ["- brain, 4 tiles: no resolved difference: +0.043, 95% CI "
                       "[-0.008, +0.095] (3/3 seeds pre-trained better)"]
   records += [_record("scratch", 4, 3, scratch[3]), _record("pretrained", 4, 3, pre[3])]
   _, verdicts = quickstart._comparison_table(records, "brain", False)
-  assert verdicts == ["- brain, 4 axial slices: pre-trained better: +0.045, 95% CI "
+  assert verdicts == ["- brain, 4 tiles: pre-trained better: +0.045, 95% CI "
                       "[+0.017, +0.073] (4/4 seeds pre-trained better)"]
   # Probe rows compare with the random network; a lower pre-trained score is named so:
   # differences -0.20, -0.21, -0.21: mean -0.20667, sd 0.005774, SE 0.003333, half-width
@@ -88,5 +88,5 @@ def test_report_statistics_by_hand():
   probes = [_record("scratch", 4, s, d, True) for s, d in enumerate([0.8, 0.82, 0.81])]
   probes += [_record("pretrained", 4, s, d, True) for s, d in enumerate([0.6, 0.61, 0.6])]
   _, verdicts = quickstart._comparison_table(probes, "brain", True)
-  assert verdicts[0].startswith("- brain, probe, 4 axial slices: random network better: "
+  assert verdicts[0].startswith("- brain, probe, 4 tiles: random network better: "
                                 "-0.207, 95% CI [-0.221, -0.192]")
