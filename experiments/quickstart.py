@@ -2,7 +2,7 @@
 from-scratch twin on the two offline demo tasks (rasd_jax.data.demo), and write a report.
 
 python run.py --config=experiments/quickstart.py --workdir=W
-About 30 minutes on a 2-core CPU (shared/CALIBRATION.md sizes it): W/pretrain (the pretrain
+About 15 minutes on a 2-core CPU (shared/CALIBRATION.md sizes it): W/pretrain (the pretrain
 job's workdir), W/runs.jsonl, W/report.md, W/report.png. Arguments: tiny (a seconds-scale
 version, for the tests). Amounts of labels are counts of 64x64 training tiles: of axial
 slices of the brain template, of the nuclei image.

@@ -21,3 +21,15 @@ def spec_of(ndim=3, size=128, **fields):
   config = synthesis.get_config(ndim, size)
   config.update(fields)
   return synthesis.make_spec(config)
+
+
+def run_job(config, workdir, *overrides, check=True):
+  """`python run.py --config=CONFIG --workdir=WORKDIR OVERRIDES...` from the repository root,
+  as a user runs a job; raises with its stderr when it fails and `check` is set."""
+  import subprocess
+  result = subprocess.run(
+      [sys.executable, "run.py", f"--config={config}", f"--workdir={workdir}", *overrides],
+      cwd=REPO_ROOT, capture_output=True, text=True)
+  if check and result.returncode:
+    raise AssertionError(result.stderr[-3000:])
+  return result

@@ -88,7 +88,7 @@ _CUSTOM_IMAGE_LEVEL = Augmentation(flip_prob=0.5, flip_axes=(0, 1))
 
 def augmentation_of(task):
   """The task's own Augmentation (`task.augmentation`), else its template's default."""
-  own = getattr(task, "augmentation", None)
+  own = task.augmentation
   if own is not None:
     return own
   template = task.preprocessing.get("template")

@@ -77,7 +77,8 @@ def run_one(trainers, data, workdir, name, init, n, seed, probe, pretrained, con
       trainers[probe], workdir, train=[data["train"][i] for i in order[:n]], val=data["val"],
       test=data["test"], seed=seed, total_steps=config.steps, eval_every=config.eval_every,
       pretrained=pretrained if init == "pretrained" else None,
-      checkpoint_every=config.steps, log_every=config.steps, threads=2)
+      checkpoint_every=config.steps, log_every=config.steps, threads=2,
+      describe={"task": name, "init": init, "train_images": n, "seed": seed, "probe": probe})
   return workdir_lib.json_ready({
       "task": name, "init": init, "train_images": n, "seed": seed, "probe": probe,
       "selected_step": results["selected_step"], "val_dice": results["val"]["dice"],

@@ -137,10 +137,11 @@ def initial_state(trainer, seed, pretrained=None):
 
 def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps, eval_every,
                        pretrained=None, checkpoint_every=1000, keep_checkpoints=2,
-                       log_every=50, threads=4):
-  """One fine-tuning run in `workdir` (resumed if it holds one); returns its results
-  (also W/results.json): selection metric, selected step, val and test summaries, the
-  validation curve. train / val / test: prepared samples; test may be None (evaluation
+                       log_every=50, threads=4, describe=None):
+  """One fine-tuning run in `workdir` (resumed if it holds one); returns its results, also
+  written to W/results.json: the fields of `describe` (what the caller says of the run),
+  selection metric, selected step, val and test summaries, the validation curve; None when
+  a signal stopped it. train / val / test: prepared samples; test may be None (evaluation
   "paper": no test split)."""
   task = trainer.task
   os.makedirs(workdir, exist_ok=True)
@@ -188,13 +189,14 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
     if best is not None:
       best.close()
 
-  results = {"selection_metric": task.metrics[0], "selected_step": selected,
-             "total_steps": total_steps, "val": selected_val, "test": None,
-             "curve": _curve(workdir, task.metrics[0])}
+  results = dict(describe or {}, selection_metric=task.metrics[0], selected_step=selected,
+                 total_steps=total_steps, val=selected_val, test=None,
+                 curve=_curve(workdir, task.metrics[0]))
   if test is not None:
     _, params, rest = nnx.split(weights_lib.load_model(workdir), nnx.Param, ...)
     results["test"] = trainer.evaluate({"params": params, "rest": rest}, test)
-  return results
+  workdir_lib.write_json(os.path.join(workdir, RESULTS), results)
+  return workdir_lib.json_ready(results)
 
 
 def _curve(workdir, metric):
@@ -329,22 +331,20 @@ def finetune(config, workdir):
       f"{', linear probe' * config.probe}: "
       f"{models.count_params(spec['model'], task.ndim, task.in_channels, spec['out_channels']):,}"
       f" backbone parameters; {jax.device_count()} devices, {jax.process_count()} processes")
+  class_names = list(task.classes[1:] if task.kind == "segmentation" else task.classes)
+  describe = {"task": config.task, "kind": task.kind, "modality": task.modality_group,
+              "init": config.init, "model": spec["model"], "head": config.head,
+              "probe": config.probe, "seed": config.seed, "evaluation": config.evaluation,
+              "train_fraction": config.train_fraction, "split_sizes": sizes,
+              "num_classes": task.num_classes, "class_names": class_names}
   results = train_and_evaluate(
       trainer, workdir, train=data["train"], val=data["val"], test=data["test"],
       seed=config.seed, total_steps=total, eval_every=eval_every, pretrained=pretrained,
       checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-      log_every=config.log_every, threads=config.data.threads)
-  if results is None:
-    return None
-  class_names = list(task.classes[1:] if task.kind == "segmentation" else task.classes)
-  results = {"task": config.task, "kind": task.kind, "modality": task.modality_group,
-             "init": config.init, "model": spec["model"], "head": config.head,
-             "probe": config.probe, "seed": config.seed, "evaluation": config.evaluation,
-             "train_fraction": config.train_fraction, "split_sizes": sizes,
-             "num_classes": task.num_classes, "class_names": class_names, **results}
-  workdir_lib.write_json(os.path.join(workdir, RESULTS), results)
-  reported = results["test"] if results["test"] is not None else results["val"]
-  shown = ", ".join(f"{k} {reported[k]:.4f}" for k in task.metrics)
-  log(f"{'test' if results['test'] is not None else 'best validation'} (step "
-      f"{results['selected_step']}): {shown}; {os.path.join(workdir, RESULTS)}")
-  return workdir_lib.json_ready(results)
+      log_every=config.log_every, threads=config.data.threads, describe=describe)
+  if results is not None:
+    reported = results["test"] if results["test"] is not None else results["val"]
+    shown = ", ".join(f"{k} {reported[k]:.4f}" for k in task.metrics)
+    log(f"{'test' if results['test'] is not None else 'best validation'} (step "
+        f"{results['selected_step']}): {shown}; {os.path.join(workdir, RESULTS)}")
+  return results

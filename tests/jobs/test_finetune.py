@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_job
 
 TINY = ["--config.model=unet_tiny", "--config.total_steps=12", "--config.eval_every_steps=6",
         "--config.checkpoint_every=6", "--config.batch_size=2", "--config.log_every=3"]
@@ -45,12 +45,7 @@ def dataset(tmp_path_factory):
 
 
 def run(workdir, *overrides, check=True, config="experiments/finetune.py:task=custom,runlocal"):
-  result = subprocess.run(
-      [sys.executable, "run.py", f"--config={config}", f"--workdir={workdir}", *overrides],
-      cwd=REPO_ROOT, capture_output=True, text=True)
-  if check and result.returncode:
-    raise AssertionError(result.stderr[-3000:])
-  return result
+  return run_job(config, workdir, *overrides, check=check)
 
 
 def check_results(workdir, init):
@@ -209,10 +204,12 @@ def test_custom_classification_from_class_folders(tmp_path):
   assert json.load(open(probe / "results.json"))["probe"] is True
 
 
-@pytest.mark.parametrize("name", ["drive", "wsss4luad", "rsna_bone_age"])
+@pytest.mark.parametrize("name", ["drive", "wsss4luad", "rsna_bone_age", "glas",
+                                  "idrid_grading"])
 def test_registry_task_end_to_end(tmp_path, name):
   """A registry task through run.py on a fixture in its official layout (written by the
-  registry's fixture test): binary sigmoid segmentation, multi-label, regression."""
+  registry's fixture test): binary sigmoid segmentation, multi-label, regression, and
+  extra metrics (GlaS object F1 and Dice from its instance masks, IDRiD QWK)."""
   sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
   import test_task_fixtures
   from rasd_jax.data import tasks
@@ -224,8 +221,8 @@ def test_registry_task_end_to_end(tmp_path, name):
   results = json.load(open(w / "results.json"))
   assert results["task"] == name and results["kind"] == task.kind
   assert results["selection_metric"] == task.metrics[0]
-  for key in task.metrics:
-    assert key in results["test"], results["test"]
+  for key in task.metrics + task.extra_metrics:
+    assert key in results["test"] and key in results["val"], (key, results["test"])
   config = json.load(open(w / "config.json"))
   assert config["optim"]["algorithm"] == task.optimizer.algorithm
   assert config["output"] == task.inference.output

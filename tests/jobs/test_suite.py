@@ -6,12 +6,11 @@ import csv
 import json
 import math
 import os
-import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_job
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
 import test_task_fixtures  # noqa: E402  (the fixture writers, one per layout)
@@ -19,13 +18,8 @@ import test_task_fixtures  # noqa: E402  (the fixture writers, one per layout)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def run(workdir, *overrides, config="experiments/suite.py:tiny", check=True):
-  result = subprocess.run(
-      [sys.executable, "run.py", f"--config={config}", f"--workdir={workdir}", *overrides],
-      cwd=REPO_ROOT, capture_output=True, text=True)
-  if check and result.returncode:
-    raise AssertionError(result.stderr[-3000:])
-  return result
+def run(workdir, *overrides, check=True, config="experiments/suite.py:tiny"):
+  return run_job(config, workdir, *overrides, check=check)
 
 
 @pytest.fixture(scope="module")
