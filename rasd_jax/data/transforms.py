@@ -176,8 +176,9 @@ def rand_crop_by_pos_neg_label(image, label, roi, pos, neg, num_samples, rng, im
     raise ValueError(f"rand_crop_by_pos_neg_label: no foreground and no background voxel in "
                      f"image {image.shape} (image_threshold {image_threshold})")
   if len(foreground) == 0 or len(background) == 0:
-    warnings.warn(f"{len(foreground)} foreground and {len(background)} background voxels: unable "
-                  "to generate class balanced samples, taking all from the non-empty set")
+    # One text for every case, so Python's default filter shows it once, not every batch.
+    warnings.warn("a sample has no foreground or no background voxels: its crops are all "
+                  "centred in the non-empty set (not class balanced)")
     pos_ratio = float(len(background) == 0)
   # The valid centres c satisfy 0 <= c - roi // 2 and c - roi // 2 + roi <= shape.
   low, high = roi // 2, shape - roi + roi // 2

@@ -159,7 +159,7 @@ def test_pos_neg_crops_are_deterministic_for_a_seed():
 
 def test_pos_neg_without_foreground_warns_and_takes_background():
   image, label = _volume(), np.zeros((1, 20, 20, 20))
-  with pytest.warns(UserWarning, match="0 foreground"):
+  with pytest.warns(UserWarning, match="no foreground or no background"):
     crops = T.rand_crop_by_pos_neg_label(image, label, (4, 4, 4), 1, 0, 3,
                                          np.random.default_rng(0))
   assert len(crops) == 3
