@@ -2,7 +2,8 @@
 
 import importlib
 
-JOBS = ("finetune", "pretrain", "quickstart", "suite", "synthesize")
+JOBS = ("export_weights", "finetune", "import_weights", "pretrain", "quickstart", "suite",
+        "synthesize")
 
 
 def get(name):

@@ -41,6 +41,7 @@ from rasd_jax.data import pipeline
 from rasd_jax.data import sources
 from rasd_jax.data import splits as splits_lib
 from rasd_jax.data import tasks
+from rasd_jax.evaluation import compare
 from rasd_jax.evaluation import evaluators
 from rasd_jax.evaluation import selection
 from rasd_jax import models
@@ -344,7 +345,7 @@ def finetune(config, workdir):
       log_every=config.log_every, threads=config.data.threads, describe=describe)
   if results is not None:
     reported = results["test"] if results["test"] is not None else results["val"]
-    shown = ", ".join(f"{k} {reported[k]:.4f}" for k in task.metrics)
+    shown = ", ".join(f"{k} {compare.fmt(reported[k], 4)}" for k in task.metrics)
     log(f"{'test' if results['test'] is not None else 'best validation'} (step "
         f"{results['selected_step']}): {shown}; {os.path.join(workdir, RESULTS)}")
   return results

@@ -1,0 +1,154 @@
+"""Export a workdir's weights for PyTorch users.
+
+format "monai": the SwinUNETR of `config.source` (any workdir load_model reads) as a state
+dict of MONAI's `SwinUNETR(..., use_v2=True)`: OUT/model.safetensors, OUT/model.pt (where
+PyTorch is installed; torch.save of the same tensors), OUT/card.json (constructor
+arguments, provenance: source workdir and step, its pre-training settings, the code
+version) and OUT/README.md (the same for people, and the three lines that load it). The
+network is checked and converted before OUT is touched.
+"""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+
+import jax
+
+import rasd_jax
+from rasd_jax.interop import files
+from rasd_jax.interop import monai
+from rasd_jax.training import weights
+from rasd_jax import workdir as workdir_lib
+from rasd_jax.workdir import log
+
+FORMATS = ("monai",)
+PLANNED = ("nnunet",)
+
+
+def _git(*args, root):
+  """(exit status, stdout) of a read-only git command in `root` (no optional locks: the
+  index of a checkout someone is committing in is left alone)."""
+  out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, GIT_OPTIONAL_LOCKS="0"))
+  return out.returncode, out.stdout.strip()
+
+
+def code_version():
+  """`git describe` of the checkout rasd_jax runs from (with "-dirty" when tracked files
+  changed), else the installed package's version, else "unknown"."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(rasd_jax.__file__)))
+  if os.path.exists(os.path.join(root, ".git")):  # not an enclosing project's repository
+    try:
+      status, described = _git("describe", "--always", "--tags", root=root)
+      if status == 0:
+        return described + ("-dirty" if _git("diff", "--quiet", "HEAD", "--",
+                                             root=root)[0] else "")
+    except (OSError, subprocess.TimeoutExpired):
+      pass
+  try:
+    return importlib.metadata.version("rasd_jax")
+  except importlib.metadata.PackageNotFoundError:
+    return "unknown"
+
+
+def provenance(source):
+  """What the source workdir's config.json says about how the weights were made."""
+  path = os.path.join(source, "config.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    config = json.load(f)
+  out = {"job": config.get("job")}
+  if config.get("job") == "pretrain":
+    out.update({k: config.get(k) for k in ("total_steps", "batch_size", "seed", "loss",
+                                           "optim", "synthesis")})
+  elif config.get("job") == "import_weights":
+    out["imported_from"] = config.get("path")
+  elif config.get("job") == "finetune":
+    out.update({k: config.get(k) for k in ("task", "init")})
+  return out
+
+
+def card(config, spec, constructor):
+  """OUT/card.json: the MONAI network, its arguments, where the weights come from."""
+  source, _ = weights._split_path(config.source)
+  return {
+      "format": config.format,
+      "network": "monai.networks.nets.SwinUNETR",
+      "constructor": constructor,
+      "input": "channels first (B, C, *spatial), each spatial size a multiple of 32",
+      "rasd_jax": {k: spec[k] for k in spec if k != "checkpoints"},
+      "source": config.source,
+      "step": spec["step"],
+      "made_by": provenance(source),
+      "code_version": code_version(),
+  }
+
+
+def readme(info, with_pt):
+  """OUT/README.md from the card `info`: what it is, how to load it, how it was made."""
+  args = ", ".join(f"{k}={v!r}" for k, v in info["constructor"].items())
+  made = info["made_by"]
+  lines = [
+      f"# {info['rasd_jax']['model']} for MONAI",
+      "",
+      f"MONAI `SwinUNETR({args})`, exported by rasd_jax {info['code_version']} from "
+      f"`{info['source']}` (step {info['step']}"
+      + (f", written by its {made['job']} job" if made.get("job") else "") + ").",
+      "",
+      "```python",
+      "import monai, safetensors.torch",
+      f"model = monai.networks.nets.SwinUNETR({args})",
+      'model.load_state_dict(safetensors.torch.load_file("model.safetensors"), strict=True)',
+      "```",
+      "",
+      f"Input: {info['input']}.",
+  ]
+  network = info["rasd_jax"]
+  if network.get("classes"):  # a fine-tuned network
+    lines.append(f"Output: {network['output']} over {network['num_outputs']} channels, "
+                 f"classes {network['classes']}.")
+  if with_pt:
+    lines.append('`model.pt` holds the same tensors: `torch.load("model.pt", '
+                 'weights_only=True)`.')
+  if made.get("job") == "pretrain":
+    lines += ["", f"Pre-trained for {made['total_steps']} steps (batch {made['batch_size']}, "
+              f"seed {made['seed']}) on RaSD synthetic data with the prototype loss.", "",
+              f"- loss: `{json.dumps(made['loss'])}`",
+              f"- optimiser: `{json.dumps(made['optim'])}`",
+              f"- generator: `{json.dumps(made['synthesis'])}`"]
+  if made.get("imported_from"):
+    lines += ["", f"Imported from `{made['imported_from']}`."]
+  lines += ["", "All settings: `card.json`."]
+  return "\n".join(lines) + "\n"
+
+
+def run(config, workdir):
+  if config.format in PLANNED:
+    raise ValueError(f"format {config.format!r} is not available yet; formats: {FORMATS}")
+  if config.format not in FORMATS:
+    raise ValueError(f"format {config.format!r}: one of {FORMATS}")
+  if not config.source:
+    raise ValueError("--config.source=W: the workdir whose weights to export")
+  spec = weights.read_spec(config.source)
+  constructor = monai.monai_constructor(spec)
+  state = monai.from_rasd(weights.load_model(config.source))
+  info = card(config, spec, constructor)
+  try:
+    import torch
+  except ImportError:
+    torch = None
+
+  workdir_lib.prepare(workdir, config)
+  if jax.process_index() == 0:
+    files.write_safetensors(os.path.join(workdir, "model.safetensors"), state,
+                            metadata={"format": "pt"})
+    if torch is not None:
+      torch.save({k: torch.from_numpy(v) for k, v in state.items()},
+                 os.path.join(workdir, "model.pt"))
+    with open(os.path.join(workdir, "README.md"), "w") as f:
+      f.write(readme(info, torch is not None))
+  workdir_lib.write_json(os.path.join(workdir, "card.json"), info)
+  log(f"wrote {workdir}/model.safetensors" + (", model.pt" if torch is not None else "")
+      + f": MONAI SwinUNETR({', '.join(f'{k}={v}' for k, v in constructor.items())})")

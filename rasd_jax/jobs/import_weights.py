@@ -1,0 +1,67 @@
+"""Import a PyTorch checkpoint (MONAI SwinUNETR) into a workdir that load_model and
+`--config.init` read: W/model.json (network "backbone"), W/checkpoints/0 ({'params',
+'rest'}, Orbax) and W/import.txt (the file, what it holds, what loaded, what did not).
+
+The file is read (interop.files: no PyTorch, nothing in it is run) and matched against the
+network before the workdir is touched: a bad file, or a checkpoint of another network,
+dimensionality or size, is one line and W stays as it was.
+"""
+
+import os
+
+import jax
+
+from rasd_jax import models
+from rasd_jax.interop import files
+from rasd_jax.interop import monai
+from rasd_jax.training import checkpoint
+from rasd_jax.training import transfer
+from rasd_jax.training import weights
+from rasd_jax import workdir as workdir_lib
+from rasd_jax.workdir import log
+
+REPORT = "import.txt"
+
+
+def _check(config):
+  if not config.path:
+    raise ValueError("--config.path=FILE: the checkpoint to import (.pth, .pt or .safetensors)")
+  if not config.model:
+    raise ValueError("--config.model=NAME: the network the weights are for, e.g. "
+                     "swinunetr_base (rasd_jax.models)")
+  if config.ndim not in (2, 3):
+    raise ValueError(f"--config.ndim={config.ndim}: the network's dimensionality, 2 or 3")
+  models.resolve(config.model)
+
+
+def run(config, workdir):
+  _check(config)
+  arrays, info = files.read_state_dict(config.path)
+  try:
+    state, report = monai.to_rasd(arrays, config.model, config.ndim,
+                                  config.in_channels or None, config.out_channels or None,
+                                  seed=config.seed)
+  except ValueError as e:
+    raise ValueError(f"{config.path}: {e}") from None
+  spec = dict(network="backbone", checkpoints="checkpoints",
+              model=models.resolve(config.model), ndim=config.ndim,
+              in_channels=report["in_channels"], out_channels=report["out_channels"])
+  wrapper = f", the state dict under {info['wrapper']!r}" if info["wrapper"] else ""
+  if info["ignored"]:
+    wrapper += f", beside it (not read): {info['ignored']}"
+  text = (f"{config.path} ({info['format']}{wrapper}): {report['source']}\n"
+          f"into {spec['model']} ({spec['ndim']}D, {spec['in_channels']} -> "
+          f"{spec['out_channels']} channels)\n{transfer.summary(report)}\n")
+
+  workdir_lib.prepare(workdir, config)
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, spec["checkpoints"]))
+  try:
+    if checkpointer.latest_step() is None:  # A rerun finds the import done.
+      checkpointer.save(0, state)
+  finally:
+    checkpointer.close()
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, REPORT), "w") as f:
+      f.write(text)
+  weights.write_spec(workdir, spec)  # Last: a workdir with model.json is complete.
+  log(text.rstrip())
