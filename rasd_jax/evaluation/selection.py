@@ -41,11 +41,13 @@ class Best:
       self._take(saved["step"], saved["val"])
       log(f"best validation so far: step {self.step}, {metric} {self.value}")
 
-  def _take(self, step, summary):
+  def _score_of(self, summary):
+    """Higher is better; a missing or non-finite value scores -inf."""
     value = summary[self.metric]
-    finite = value is not None and math.isfinite(value)
-    self.step, self.summary = step, summary
-    self._score = self._sign * value if finite else -math.inf
+    return self._sign * value if value is not None and math.isfinite(value) else -math.inf
+
+  def _take(self, step, summary):
+    self.step, self.summary, self._score = step, summary, self._score_of(summary)
 
   @property
   def value(self):
@@ -54,9 +56,7 @@ class Best:
   def update(self, step, summary, weights):
     """Keeps `weights` ({'params', 'rest'}) when `summary` beats the best so far; returns
     whether it did."""
-    value = summary[self.metric]
-    score = self._sign * value if math.isfinite(value) else -math.inf
-    if self.step is not None and score <= self._score:
+    if self.step is not None and self._score_of(summary) <= self._score:
       return False
     self._take(step, summary)
     # Returns once the arrays are copied off the devices (the state is donated next).

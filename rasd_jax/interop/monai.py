@@ -88,7 +88,7 @@ def _to_ours(name, array):
 def _index_buffers(model):
   """{MONAI key: relative_position_index} for every attention block of `model`."""
   return {".".join(map(str, path)) + ".relative_position_index":
-          swin_unetr._relative_position_index(module.window).astype(np.int64)
+          swin_unetr.relative_position_index(module.window).astype(np.int64)
           for path, module in nnx.iter_modules(model)
           if isinstance(module, swin_unetr.WindowAttention)}
 
@@ -114,7 +114,7 @@ def _describe(arrays):
   if _PATCH_EMBED not in arrays:
     if not arrays:
       raise ValueError("the checkpoint holds no arrays")
-    expected = [_torch_key(k) for k in transfer._named(nnx.state(nnx.eval_shape(
+    expected = [_torch_key(k) for k in transfer.named(nnx.state(nnx.eval_shape(
         lambda: models.create("tiny", 3, rngs=nnx.Rngs(0)))))]
     keys = [stored for stored, _ in arrays.values()]
     raise ValueError(f"not a MONAI SwinUNETR checkpoint: none of its {len(keys)} keys is "
@@ -175,7 +175,7 @@ def to_rasd(state_dict, model_name, ndim, in_channels=None, out_channels=None, s
   report = {"loaded": [], "missing": [], "shape_mismatch": [], "source": kind,
             "in_channels": in_channels, "out_channels": out_channels}
   values, used = {}, set()
-  for var, leaf in transfer._named(nnx.state(abstract)).items():
+  for var, leaf in transfer.named(nnx.state(abstract)).items():
     key = _torch_key(var)
     expected = _to_torch(var, np.broadcast_to(False, leaf.shape)).shape
     if key not in arrays:
@@ -191,11 +191,11 @@ def to_rasd(state_dict, model_name, ndim, in_channels=None, out_channels=None, s
       report["shape_mismatch"].append((key, arrays[key][1].shape, index.shape))
     used.add(key)
   report["unused"] = sorted(stored for key, (stored, _) in arrays.items() if key not in used)
-  fresh = set(transfer._named(nnx.state(abstract))) - set(values)
+  fresh = set(transfer.named(nnx.state(abstract))) - set(values)
   if fresh:
     # Only the initialisers of the variables not loaded: XLA drops the others' random
     # draws (the whole network's take ~10 s to compile on a CPU).
-    values.update(jax.jit(lambda: {k: v for k, v in transfer._named(nnx.state(make())).items()
+    values.update(jax.jit(lambda: {k: v for k, v in transfer.named(nnx.state(make())).items()
                                    if k in fresh})())
   loaded = jax.tree_util.tree_map_with_path(lambda path, _: values[path_name(path)],
                                             nnx.state(abstract))
@@ -219,7 +219,7 @@ def from_rasd(model):
   """{MONAI key: array} of our SwinUNETR `model` (or of a dense downstream network around
   one: its per-voxel head, a linear map, is folded into MONAI's 1x1 output convolution)."""
   swin, head = _swin(model)
-  params = {k: np.asarray(v) for k, v in transfer._named(nnx.state(swin, nnx.Param)).items()}
+  params = {k: np.asarray(v) for k, v in transfer.named(nnx.state(swin, nnx.Param)).items()}
   if head is not None:
     # out(x) = x W + b and head(y) = y H + c make one convolution x (W H) + (b H + c).
     h = np.asarray(head.kernel[...], np.float64)

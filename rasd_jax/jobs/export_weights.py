@@ -72,7 +72,7 @@ def provenance(source):
 
 def card(config, spec, constructor):
   """OUT/card.json: the MONAI network, its arguments, where the weights come from."""
-  source, _ = weights._split_path(config.source)
+  source, _ = weights.split_path(config.source)
   return {
       "format": config.format,
       "network": "monai.networks.nets.SwinUNETR",

@@ -34,7 +34,6 @@ import numpy as np
 from rasd_jax.data import demo
 from rasd_jax.data import pipeline
 from rasd_jax.evaluation import compare
-from rasd_jax.evaluation import selection
 from rasd_jax.training import engine
 from rasd_jax.training import pretrain
 from rasd_jax.training import weights
@@ -63,9 +62,7 @@ def _check(config):
 
 def _spec(pre, num_classes):
   """The fine-tuned network: the pre-trained one with a new 1x1 head on its outputs."""
-  return dict(network="downstream", checkpoints=selection.BEST_DIR, model=pre.model, ndim=2,
-              in_channels=1, out_channels=pre.out_channels, num_outputs=num_classes,
-              head="add", pooled=False, output="softmax", classes=None)
+  return weights.downstream_spec(pre.model, 2, 1, pre.out_channels, num_classes)
 
 
 def run_one(trainers, data, workdir, name, init, n, seed, probe, pretrained, config):

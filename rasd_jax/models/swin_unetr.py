@@ -144,7 +144,7 @@ def _stage_window(sizes, window, shift):
   return use_window, use_shift
 
 
-def _relative_position_index(window):
+def relative_position_index(window):
   """(n, n) indices into the bias table, n = prod(window), row-major like MONAI's."""
   coords = np.stack(np.meshgrid(*[np.arange(w) for w in window], indexing="ij")).reshape(
       len(window), -1)
@@ -208,7 +208,7 @@ class WindowAttention(nnx.Module):
     q, k, v = jnp.moveaxis(self.qkv(x).reshape(b, nw, n, 3, heads, c // heads), 3, 0)
     logits = jnp.einsum("bwqhd,bwkhd->bwhqk", q * (c // heads) ** -0.5, k)
     # MONAI cuts the full window's index to [:n, :n] when a stage's window shrinks.
-    index = _relative_position_index(self.window)[:n, :n]
+    index = relative_position_index(self.window)[:n, :n]
     bias = self.relative_position_bias_table[...][index.reshape(-1)].reshape(n, n, heads)
     logits = logits + bias.transpose(2, 0, 1)
     if regions is not None:

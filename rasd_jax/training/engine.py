@@ -229,9 +229,10 @@ def _check(config):
   for key in ("batch_size", "checkpoint_every", "log_every"):
     if config[key] < 1:
       raise ValueError(f"{key} = {config[key]}: must be >= 1")
-  for name, optim in (("total", config), ("eval_every", config), ("warmup", config.optim)):
-    steps(name, optim[f"{name}_steps"], optim[f"{name}_epochs"], 1)
-    if name != "warmup" and not (optim[f"{name}_steps"] or optim[f"{name}_epochs"]):
+  steps("warmup", config.optim.warmup_steps, config.optim.warmup_epochs, 1)
+  for name in ("total", "eval_every"):
+    steps(name, config[f"{name}_steps"], config[f"{name}_epochs"], 1)
+    if not (config[f"{name}_steps"] or config[f"{name}_epochs"]):
       raise ValueError(f"{name}_steps and {name}_epochs are both 0: give one of them")
   if not 0 < config.train_fraction <= 1:
     raise ValueError(f"train_fraction = {config.train_fraction}: must be in (0, 1]")
@@ -298,11 +299,10 @@ def _network(config, task):
     model, features = model or pre["model"], pre["out_channels"]
     log(f"initialising from {config.init} (step {pre['step']}, model {pre['model']})")
   model = models.resolve(model or config.scratch_model or DEFAULT_MODELS[task.ndim])
-  spec = dict(network="downstream", checkpoints=selection.BEST_DIR, model=model,
-              ndim=task.ndim, in_channels=task.in_channels, out_channels=features,
-              num_outputs=1 if output in ("sigmoid", "regression") else task.num_classes,
-              head=config.head, pooled=task.kind != "segmentation", output=output,
-              classes=list(task.classes))
+  spec = weights_lib.downstream_spec(
+      model, task.ndim, task.in_channels, features,
+      1 if output in ("sigmoid", "regression") else task.num_classes, head=config.head,
+      pooled=task.kind != "segmentation", output=output, classes=list(task.classes))
   return spec, pretrained
 
 

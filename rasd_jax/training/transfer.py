@@ -13,7 +13,7 @@ import jax
 from rasd_jax.training.checkpoint import path_name
 
 
-def _named(state):
+def named(state):
   return {path_name(path): leaf
           for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
 
@@ -23,7 +23,7 @@ def copy_matching(target, source):
   shape. Returns {'loaded': [names], 'shape_mismatch': [(name, source shape, target
   shape)], 'missing': [target names absent from source], 'unused': [source names absent
   from target]}."""
-  available = _named(nnx.state(source))
+  available = named(nnx.state(source))
   state = nnx.state(target)
   report = {"loaded": [], "shape_mismatch": [], "missing": []}
 
@@ -39,7 +39,7 @@ def copy_matching(target, source):
     return available[name].astype(leaf.dtype)
 
   nnx.update(target, jax.tree_util.tree_map_with_path(pick, state))
-  names = set(_named(state))
+  names = set(named(state))
   report["unused"] = sorted(n for n in available if n not in names)
   return report
 

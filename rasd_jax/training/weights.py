@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rasd_jax import models
+from rasd_jax.evaluation import selection
 from rasd_jax.training import checkpoint
 from rasd_jax.training import mesh as mesh_lib
 
@@ -39,7 +40,7 @@ def write_spec(workdir, spec):
     os.replace(path + ".tmp", path)
 
 
-def _split_path(path):
+def split_path(path):
   """(workdir, step or None): `path` is a workdir or one of its checkpoint folders
   (W/checkpoints/STEP)."""
   parent, name = os.path.split(os.path.normpath(path))
@@ -51,7 +52,7 @@ def _split_path(path):
 def read_spec(path):
   """W/model.json of the workdir `path` names, with "step": the checkpoint load_model
   reads (the one `path` names, else the latest of the spec's folder)."""
-  workdir, step = _split_path(path)
+  workdir, step = split_path(path)
   spec_path = os.path.join(workdir, SPEC_FILE)
   if not os.path.exists(spec_path):
     raise ValueError(f"{path!r} is not a workdir with trained weights: no {SPEC_FILE} in "
@@ -68,6 +69,14 @@ def read_spec(path):
   if latest is None:
     raise ValueError(f"{workdir!r} holds no weights yet ({spec['checkpoints']}/ is empty)")
   return dict(spec, step=latest if step is None else step)
+
+
+def downstream_spec(model, ndim, in_channels, out_channels, num_outputs, *, head="add",
+                    pooled=False, output="softmax", classes=None):
+  """The spec of a fine-tuned network (its weights in W/best, the best validation step)."""
+  return dict(network="downstream", checkpoints=selection.BEST_DIR, model=model, ndim=ndim,
+              in_channels=in_channels, out_channels=out_channels, num_outputs=num_outputs,
+              head=head, pooled=pooled, output=output, classes=classes)
 
 
 def build(spec, seed=0):
@@ -89,7 +98,7 @@ def load_model(path):
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
       {"params": params, "rest": rest})
-  workdir, _ = _split_path(path)
+  workdir, _ = split_path(path)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, spec["checkpoints"]))
   try:
     weights = checkpointer.restore_subset(abstract, spec["step"])

@@ -63,12 +63,12 @@ def test_probe_trains_the_head_only():
   for _ in range(3):
     state, _ = step(state, data)
   params, rest = jax.device_get((state["params"], state["rest"]))
-  changed = {name for name, leaf in transfer._named(params).items()
-             if not np.array_equal(leaf, transfer._named(before[0])[name])}
+  changed = {name for name, leaf in transfer.named(params).items()
+             if not np.array_equal(leaf, transfer.named(before[0])[name])}
   assert changed == {"head/kernel", "head/bias"}
   # The backbone ran in eval mode: its batch-norm statistics did not move.
-  for name, leaf in transfer._named(rest).items():
-    np.testing.assert_array_equal(leaf, transfer._named(before[1])[name], err_msg=name)
+  for name, leaf in transfer.named(rest).items():
+    np.testing.assert_array_equal(leaf, transfer.named(before[1])[name], err_msg=name)
 
 
 def test_heads_shapes_and_transfer():

@@ -7,19 +7,14 @@ import numpy as np
 import pytest
 
 from rasd_jax.data import pipeline
-from rasd_jax.training import checkpoint
 from rasd_jax.training import engine
 from rasd_jax.training import optimizer
+from rasd_jax.training import transfer
 from rasd_jax.training import weights
 
 SPEC = dict(network="downstream", checkpoints="best", model="unet_tiny", ndim=2,
             in_channels=1, out_channels=8, num_outputs=3, head="add", pooled=False,
             output="softmax", classes=None)
-
-
-def _named(tree):
-  return {checkpoint.path_name(p): np.asarray(x)
-          for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +32,9 @@ def test_starts_from_the_pretrained_weights(trainer):
   assert report is None
   state, report = engine.initial_state(trainer, seed=1, pretrained=pretrained)
   assert not report["missing"] and not report["shape_mismatch"] and report["loaded"]
-  source = _named(nnx.state(pretrained))
+  source = transfer.named(nnx.state(pretrained))
   for part in ("params", "rest"):
-    got, fresh = _named(state[part]), _named(scratch[part])
+    got, fresh = transfer.named(state[part]), transfer.named(scratch[part])
     for name, value in got.items():
       if name.startswith("backbone/"):
         np.testing.assert_array_equal(value, source[name[len("backbone/"):]], err_msg=name)
@@ -56,9 +51,9 @@ def test_same_seed_same_start_and_a_network_that_shares_nothing_is_an_error(trai
   a, _ = engine.initial_state(trainer, seed=3)
   b, _ = engine.initial_state(trainer, seed=3)
   c, _ = engine.initial_state(trainer, seed=4)
-  for name, value in _named(a["params"]).items():
-    np.testing.assert_array_equal(value, _named(b["params"])[name])
-  assert any(not np.array_equal(v, _named(c["params"])[k])
-             for k, v in _named(a["params"]).items())
+  for name, value in transfer.named(a["params"]).items():
+    np.testing.assert_array_equal(value, transfer.named(b["params"])[name])
+  assert any(not np.array_equal(v, transfer.named(c["params"])[k])
+             for k, v in transfer.named(a["params"]).items())
   with pytest.raises(ValueError, match="shares no variable"):
     engine.initial_state(trainer, seed=0, pretrained=nnx.Linear(3, 3, rngs=nnx.Rngs(0)))

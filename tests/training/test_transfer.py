@@ -14,7 +14,7 @@ def build(out_channels, in_channels=1, seed=0):
 
 
 def leaves(model):
-  return transfer._named(nnx.state(model))
+  return transfer.named(nnx.state(model))
 
 
 def test_everything_but_a_head_of_another_width_transfers():
