@@ -2,10 +2,12 @@
 
 python run.py --config=experiments/export_weights.py:format=monai --config.source=W \
     --workdir=OUT
-format=monai: a SwinUNETR (pre-trained, imported, or fine-tuned with dense outputs) as
-MONAI's `SwinUNETR(..., use_v2=True)`: OUT/model.safetensors, OUT/model.pt (where PyTorch
-is installed), OUT/card.json and OUT/README.md (constructor arguments, provenance, how to
-load it). W is any workdir with model.json (or W/checkpoints/STEP for one step).
+format=monai: a SwinUNETR or UNet (pre-trained, imported, or fine-tuned with dense outputs)
+as MONAI's `SwinUNETR(..., use_v2=True)` or `UNet(..., act="relu", norm="batch")`:
+OUT/model.safetensors, OUT/model.pt (where PyTorch is installed). format=nnunet: a ResEnc
+U-Net as nnU-Net v2's pre-trained weights. Both write OUT/card.json and OUT/README.md
+(constructor arguments, provenance, how to load it). W is any workdir with model.json (or
+W/checkpoints/STEP for one step).
 """
 
 import ml_collections

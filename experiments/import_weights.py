@@ -1,4 +1,4 @@
-"""Import PyTorch weights (a MONAI SwinUNETR checkpoint) into a rasd_jax workdir.
+"""Import PyTorch weights (a MONAI SwinUNETR or UNet checkpoint) into a rasd_jax workdir.
 
 python run.py --config=experiments/import_weights.py --config.path=FILE \
     --config.model=NAME --config.ndim=N --workdir=W
@@ -14,7 +14,7 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.job = "import_weights"
   config.path = ""         # the checkpoint file
-  config.model = ""        # the rasd_jax network, e.g. swinunetr_base (or a size: base)
+  config.model = ""        # the rasd_jax network: swinunetr_base (or a size: base), unet_paper...
   config.ndim = 0          # 2 or 3
   config.in_channels = 0   # 0: the checkpoint's; another width leaves the first layer fresh
   config.out_channels = 0  # 0: the checkpoint's (32 without an output layer)

@@ -33,3 +33,22 @@ def run_job(config, workdir, *overrides, check=True):
   if check and result.returncode:
     raise AssertionError(result.stderr[-3000:])
   return result
+
+
+def resenc_reference(ndim, settings, in_channels, out_channels, deep_supervision=True):
+  """dynamic-network-architectures' ResidualEncoderUNet with our registry `settings`
+  (models/resenc.py), configured as nnU-Net's ResEnc plans configure it."""
+  import torch
+  from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+  from rasd_jax.models import resenc
+  arch = resenc.arch_settings(ndim, **settings)
+  return ResidualEncoderUNet(
+      input_channels=in_channels, num_classes=out_channels, n_stages=arch["n_stages"],
+      features_per_stage=arch["features_per_stage"],
+      conv_op=torch.nn.Conv3d if ndim == 3 else torch.nn.Conv2d,
+      kernel_sizes=arch["kernel_sizes"], strides=arch["strides"],
+      n_blocks_per_stage=arch["n_blocks_per_stage"],
+      n_conv_per_stage_decoder=arch["n_conv_per_stage_decoder"], conv_bias=True,
+      norm_op=torch.nn.InstanceNorm3d if ndim == 3 else torch.nn.InstanceNorm2d,
+      norm_op_kwargs={"eps": resenc.EPS, "affine": True}, nonlin=torch.nn.LeakyReLU,
+      nonlin_kwargs={"inplace": True}, deep_supervision=deep_supervision)

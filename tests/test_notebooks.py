@@ -1,45 +1,189 @@
-"""The notebooks run end to end (at tiny sizes) in a fresh Jupyter kernel."""
+"""The notebooks run end to end (at tiny sizes) from the installed package, as a user runs them:
+`pip install .` into a fresh virtual environment, then each notebook in a Jupyter kernel of that
+environment's python, from a folder outside the repository and without PYTHONPATH."""
 
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 
+import jupyter_client
 import nbclient  # a requirement: the notebooks are never skipped
 import nbformat
+import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO_ROOT
+
 NOTEBOOKS = os.path.join(REPO_ROOT, "notebooks")
+NAMES = ("synthesis_explorer.ipynb", "pretraining.ipynb", "finetune.ipynb")
+# All that building the package reads: what the notebooks need must be in a wheel built from these.
+PACKAGE_SOURCES = ("pyproject.toml", "README.md", "rasd_jax", "experiments")
+KERNEL = "rasd-jax-venv"
+# Appended to each notebook run: where the kernel found the package, and its surroundings.
+WHERE = """\
+import json, os, sysconfig
+import experiments, rasd_jax
+print(json.dumps({"rasd_jax": rasd_jax.__file__, "experiments": list(experiments.__path__),
+                  "site": sysconfig.get_paths()["purelib"], "cwd": os.getcwd(),
+                  "PYTHONPATH": os.environ.get("PYTHONPATH")}))"""
 
 
-def _execute(name, parameters, monkeypatch):
-  """Runs notebooks/<name> with its first code cell replaced by `parameters` (a dict of
-  the names that cell must define); returns the outputs of its code cells, in order."""
+def _version():
+  with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
+    return tomllib.load(f)["project"]["version"]
+
+
+def _copy_sources(dest):
+  """Copies PACKAGE_SOURCES of the repository into the new folder `dest`; returns it."""
+  os.makedirs(dest)
+  for name in PACKAGE_SOURCES:
+    path = os.path.join(REPO_ROOT, name)
+    if os.path.isdir(path):
+      shutil.copytree(path, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+      shutil.copy(path, os.path.join(dest, name))
+  return dest
+
+
+def _venv(root):
+  """A fresh virtual environment in root/venv that sees this python's packages
+  (--system-site-packages: pip finds every dependency installed, nothing is downloaded) and a
+  kernel spec manager whose kernel KERNEL is the environment's python: (its prefix, its
+  site-packages folder, the spec manager)."""
+  prefix = os.path.join(root, "venv")
+  subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", prefix],
+                 check=True)
+  python = os.path.join(prefix, "bin", "python")
+  kernels = os.path.join(root, "kernels")
+  os.makedirs(os.path.join(kernels, KERNEL))
+  with open(os.path.join(kernels, KERNEL, "kernel.json"), "w") as f:
+    json.dump({"argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+               "display_name": "rasd_jax venv", "language": "python"}, f)
+  site = os.path.join(prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                      "site-packages")
+  return prefix, site, jupyter_client.kernelspec.KernelSpecManager(kernel_dirs=[kernels])
+
+
+def _assert_rasd_jax_alone(site):
+  """pip added rasd_jax (and the job configs) to the environment and nothing else: every
+  dependency was satisfied as installed, none replaced or added."""
+  assert sorted(os.listdir(site)) == ["experiments", "rasd_jax", f"rasd_jax-{_version()}.dist-info"]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+  """_venv's environment with rasd_jax installed by `pip install .`, offline: no index, and the
+  build uses this python's setuptools rather than downloading it into an isolated build
+  environment. The build runs in a copy of the sources, so nothing is written into the
+  repository (no build/ or *.egg-info there for a later build to pick stale files from)."""
+  root = tmp_path_factory.mktemp("install")
+  venv = _venv(root)
+  prefix, site, _ = venv
+  env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+  result = subprocess.run(
+      [os.path.join(prefix, "bin", "python"), "-m", "pip", "install", "--no-index",
+       "--no-build-isolation", "."],
+      cwd=_copy_sources(os.path.join(root, "source")), env=env, capture_output=True, text=True)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  _assert_rasd_jax_alone(site)
+  return venv
+
+
+def _notebook(name):
+  """notebooks/<name>, checked: stored without outputs, its first code cell the install cell,
+  and no cell changes the import path."""
   nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
   nbformat.validate(nb)
   code = [cell for cell in nb.cells if cell.cell_type == "code"]
   assert all(not cell.outputs and cell.execution_count is None for cell in code), (
-      "the notebook is stored with outputs")
+      f"{name} is stored with outputs")
+  assert 'importlib.util.find_spec("rasd_jax") is None' in code[0].source, (
+      f"the first code cell does not install rasd_jax where it is missing:\n{code[0].source}")
+  for cell in code:
+    assert "sys.path" not in cell.source, f"a cell changes the import path:\n{cell.source}"
+  return nb
 
-  params = code[0]
-  for key in parameters:
-    assert re.search(rf"^{key}\s*=", params.source, re.MULTILINE), (
-        f"the first code cell does not define {key}:\n{params.source}")
-  params.source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
 
-  # The kernel inherits this environment: make `rasd_jax` importable there whatever its
-  # working directory.
-  path = os.environ.get("PYTHONPATH", "")
-  if REPO_ROOT not in path.split(os.pathsep):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, path])))
-
-  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                   resources={"metadata": {"path": REPO_ROOT}})
+def _run(nb, venv, cwd, monkeypatch):
+  """Executes `nb` in a kernel of `venv` started in the folder `cwd` (outside the repository),
+  without PYTHONPATH; asserts that no cell failed and that the kernel imported rasd_jax and
+  experiments from the environment's site-packages, not from the repository. Returns the outputs
+  of each of its code cells."""
+  assert os.path.commonpath([str(cwd), REPO_ROOT]) != REPO_ROOT
+  nb.cells.append(nbformat.v4.new_code_cell(WHERE))
+  monkeypatch.delenv("PYTHONPATH", raising=False)  # conftest sets it for the other tests
+  _, site, spec_manager = venv
+  manager = jupyter_client.manager.AsyncKernelManager(kernel_name=KERNEL,
+                                                      kernel_spec_manager=spec_manager)
+  client = nbclient.NotebookClient(nb, km=manager, timeout=600,
+                                   resources={"metadata": {"path": str(cwd)}})
   client.execute()  # Raises CellExecutionError if a cell raises.
 
-  outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
-  errors = [out for out in outputs if out.output_type == "error"]
+  outputs = [cell.outputs for cell in nb.cells if cell.cell_type == "code"]
+  errors = [out for cell in outputs for out in cell if out.output_type == "error"]
   assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
-  return outputs
+  where = json.loads(_stdout(outputs[-1]))
+  assert where == {"rasd_jax": os.path.join(site, "rasd_jax", "__init__.py"),
+                   "experiments": [os.path.join(site, "experiments")], "site": site,
+                   "cwd": str(cwd), "PYTHONPATH": None}, where
+  return outputs[:-1]
+
+
+def _execute(name, parameters, venv, cwd, monkeypatch):
+  """Runs notebooks/<name> (_run), with the code cell that defines the names of `parameters` (a
+  dict) reduced to those assignments; returns the outputs of its code cells, in order. The
+  install cell must do nothing: the package is installed."""
+  nb = _notebook(name)
+  code = [cell for cell in nb.cells if cell.cell_type == "code"]
+  defines = [cell for cell in code if all(re.search(rf"^{key}\s*=", cell.source, re.MULTILINE)
+                                          for key in parameters)]
+  assert len(defines) == 1, f"{len(defines)} code cells define all of {list(parameters)}"
+  defines[0].source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
+  outputs = _run(nb, venv, cwd, monkeypatch)
+  assert not outputs[0], f"the install cell did something: {outputs[0]}"
+  return [out for cell in outputs for out in cell]
+
+
+def test_install_cell_installs_where_missing(tmp_path, monkeypatch):
+  """The install cell (the same in every notebook) installs rasd_jax from the git repository
+  REPO, here a local one holding the sources, into an environment that lacks it; with no GPU
+  (no nvidia-smi on PATH) it asks for no jax extra, so pip keeps the installed CPU jax."""
+  installs = {next(c for c in _notebook(name).cells if c.cell_type == "code").source
+              for name in NAMES}
+  assert len(installs) == 1, "the notebooks' install cells differ"
+  repo = _copy_sources(os.path.join(tmp_path, "repo"))
+  git = dict(os.environ, GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+  for command in (["init", "-q"], ["add", "-A"],
+                  ["-c", "user.name=rasd", "-c", "user.email=rasd@localhost", "commit", "-q",
+                   "-m", "sources"]):
+    subprocess.run(["git", *command], cwd=repo, env=git, check=True)
+  url = f"file://localhost{repo}"  # A PEP 508 URL names a host.
+  install, count = re.subn(r'^REPO = "[^"]*"', f'REPO = "{url}"', installs.pop(),
+                           flags=re.MULTILINE)
+  assert count == 1, "the install cell does not define REPO once"
+
+  bin_dir = os.path.join(tmp_path, "bin")  # git alone on PATH
+  os.makedirs(bin_dir)
+  os.symlink(shutil.which("git"), os.path.join(bin_dir, "git"))
+  monkeypatch.setenv("PATH", bin_dir)
+  monkeypatch.setenv("PIP_NO_INDEX", "1")
+  monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip reads "0" as --no-build-isolation
+  venv = _venv(tmp_path)
+  nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(install),
+                                       nbformat.v4.new_code_cell("print(repr(extra))")])
+  outputs = _run(nb, venv, tmp_path, monkeypatch)
+  assert _stdout(outputs[1]) == "''\n"
+  _, site, _ = venv
+  _assert_rasd_jax_alone(site)
+  with open(os.path.join(site, f"rasd_jax-{_version()}.dist-info", "direct_url.json")) as f:
+    origin = json.load(f)
+  head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, env=git, capture_output=True,
+                        text=True, check=True).stdout.strip()
+  assert (origin["url"], origin["vcs_info"]["vcs"], origin["vcs_info"]["commit_id"]) == (
+      url, "git", head), origin
 
 
 def _images(outputs):
@@ -52,18 +196,19 @@ def _stdout(outputs):
                  if out.output_type == "stream" and out.name == "stdout")
 
 
-def test_synthesis_explorer_runs(monkeypatch):
+def test_synthesis_explorer_runs(installed, tmp_path, monkeypatch):
   outputs = _execute("synthesis_explorer.ipynb", dict(SIZE_2D=32, SIZE_3D=32, BATCH=2),
-                     monkeypatch)
+                     installed, tmp_path, monkeypatch)
   assert _images(outputs), "no cell displayed an image"
 
 
-def test_pretraining_runs(monkeypatch, tmp_path):
-  workdir = str(tmp_path / "run")
+def test_pretraining_runs(installed, tmp_path, monkeypatch):
   steps = 4
-  outputs = _execute("pretraining.ipynb", dict(MODEL="unet_tiny", SIZE=32, STEPS=steps,
-                                               BATCH=2, WORKDIR=workdir), monkeypatch)
+  outputs = _execute("pretraining.ipynb", dict(MODEL="unet_tiny", SIZE=32, STEPS=steps, BATCH=2,
+                                               WORKDIR="run"), installed, tmp_path, monkeypatch)
 
+  # A relative WORKDIR is under the working folder.
+  workdir = os.path.join(tmp_path, "run")
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     metrics = [json.loads(line) for line in f if line.strip()]
   assert [m["step"] for m in metrics] == list(range(1, steps + 1))
@@ -78,13 +223,13 @@ def test_pretraining_runs(monkeypatch, tmp_path):
   assert "resized to (32, 32)" in text, text
 
 
-def test_finetune_runs(monkeypatch, tmp_path):
-  workdir = str(tmp_path / "run")
+def test_finetune_runs(installed, tmp_path, monkeypatch):
   steps = 6
   outputs = _execute("finetune.ipynb", dict(MODEL="unet_tiny", ROI=32, PRETRAIN_STEPS=4,
-                                            FINETUNE_STEPS=steps, EVAL_EVERY=3,
-                                            WORKDIR=workdir), monkeypatch)
+                                            FINETUNE_STEPS=steps, EVAL_EVERY=3, WORKDIR="run"),
+                     installed, tmp_path, monkeypatch)
 
+  workdir = os.path.join(tmp_path, "run")
   with open(os.path.join(workdir, "nuclei_decathlon", "dataset.json")) as f:
     dataset = json.load(f)
   assert [len(dataset[k]) for k in ("training", "validation", "test")] == [2, 2, 2]

@@ -29,3 +29,13 @@ def test_pyproject_pins_match_requirements():
   differ = {name: (version, required.get(name)) for name, version in declared.items()
             if required.get(name) != version}
   assert not differ, f"pyproject.toml vs requirements.txt: {differ}"
+
+
+def test_runtime_leaves_out_pytorch():
+  """`pip install .` installs no PyTorch stack: the interop extra's packages are no runtime
+  dependency (reading PyTorch checkpoints needs none of them)."""
+  with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
+    project = tomllib.load(f)["project"]
+  runtime = set(_pins(project["dependencies"]))
+  interop = set(_pins(project["optional-dependencies"]["interop"]))
+  assert "torch" in interop and not runtime & interop, runtime & interop

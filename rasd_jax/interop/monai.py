@@ -1,48 +1,57 @@
-"""MONAI SwinUNETR weights in and out: `to_rasd` (a PyTorch state dict -> our variables) and
-`from_rasd` (our network -> a state dict that `SwinUNETR(**monai_constructor(spec),
-use_v2=True).load_state_dict(..., strict=True)` accepts).
+"""MONAI weights in and out: SwinUNETR (v2, and v1 read into v2) and the residual UNet.
 
-Our SwinUNETR's variable paths are MONAI's keys (models/swin_unetr.py): `a/0/b/kernel` is
-`a.0.b.weight`. The layouts differ: a Linear's weight is transposed, a convolution's
-(transposed ones included) has its first two axes moved last and swapped, (O, I, *k) ->
-(*k, I, O); LayerNorm `weight` is our `scale`. MONAI's `relative_position_index` buffers are
-not variables here: read, they are checked against our recomputation; written, they are
-recomputed.
+`to_rasd` turns a PyTorch state dict into our variables, `from_rasd` our network into a state
+dict that `monai_network(spec)`'s class and arguments take with `strict=True`. Our networks'
+variable paths are MONAI's keys (models/swin_unetr.py, models/unet.py), converted by
+interop/torch_layout.py. MONAI's SwinUNETR `relative_position_index` buffers are not
+variables here: read, they are checked against our recomputation; written, recomputed.
 
-Keys are read as saved by `torch.save(model.state_dict())` or by a wrapper of it: the
-leading `module.` (DataParallel), `model.` and `backbone.` (training wrappers) are dropped,
-`swin_vit.` is `swinViT.`, and the encoder-only layout MONAI's `SwinUNETR.load_from` reads
-(`patch_embed.*`, `layers1.0.blocks.0.mlp.fc1.*`: the self-supervised Swin release) is
-the same encoder under older names. A v1 checkpoint (`use_v2=False`) lacks the v2 blocks
-`swinViT.layers{1-4}c`: they stay as initialised and the report lists them.
+Keys are read as saved by `torch.save(model.state_dict())` or by a wrapper of it: the leading
+`module.` (DataParallel), `model.` and `backbone.` (training wrappers; a UNet's own keys begin
+`model.<digit>`, which stays) are dropped, `swin_vit.` is `swinViT.`, and the encoder-only
+layout MONAI's `SwinUNETR.load_from` reads (`patch_embed.*`, `layers1.0.blocks.0.mlp.fc1.*`:
+the self-supervised Swin release) is the same encoder under older names. A v1 SwinUNETR
+checkpoint (`use_v2=False`) lacks the v2 blocks `swinViT.layers{1-4}c`: they stay as
+initialised and the report lists them. A UNet checkpoint must be the authors' configuration,
+act="relu" and norm="batch" (MONAI's defaults, PReLU and instance norm, compute another
+function: refused); its strides are not in the weights and are taken to be the registry's.
 """
 
 import difflib
+import re
 
 from flax import nnx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rasd_jax import models
 from rasd_jax.models import heads
 from rasd_jax.models import swin_unetr
+from rasd_jax.models import unet
+from rasd_jax.interop import torch_layout
 from rasd_jax.training import transfer
-from rasd_jax.training.checkpoint import path_name
 
 _PREFIXES = ("module.", "model.", "backbone.")
 _PATCH_EMBED = "swinViT.patch_embed.proj.weight"
-_OUT = "out.conv.conv"
-_POOLED = ("a pooled (classification / regression) network has no MONAI SwinUNETR "
-           "counterpart; dense (segmentation) networks export")
-FEATURES = 32  # output channels of an encoder-only checkpoint: the pre-training width
+_UNET_FIRST = "model.0.conv.unit0.conv.weight"
+# SwinUNETR's output convolution, into which a dense head folds. A UNet's output is not one
+# linear layer (its top unit adds a shortcut around the last convolution): a UNet with a new
+# head has no MONAI UNet form.
+_OUTPUT = "out/conv/conv"
+_UNET_HEAD = ("a UNet with a new head (head 'add') has no MONAI UNet form: its last unit adds "
+              "a shortcut around the output convolution. Export the pre-trained network, or "
+              "fine-tune with head 'replace'")
+_CLASSES = {swin_unetr.SwinUNETR: "SwinUNETR", unet.UNet: "UNet"}
+_POOLED = ("a pooled (classification / regression) network has no MONAI counterpart; dense "
+           "(segmentation) networks export")
+FEATURES = 32  # output channels of a checkpoint without an output layer: the pre-training's
 
 
 def _monai_key(key):
-  """The MONAI SwinUNETR key a checkpoint's `key` stands for."""
+  """The MONAI key a checkpoint's `key` stands for."""
   stripped = True
   while stripped:
-    stripped = next((p for p in _PREFIXES if key.startswith(p)), "")
+    stripped = next((p for p in _PREFIXES if key.startswith(p)
+                     and not key[len(p):][:1].isdigit()), "")
     key = key[len(stripped):]
   if key.startswith("swin_vit."):
     key = "swinViT." + key[len("swin_vit."):]
@@ -62,29 +71,6 @@ def _normalise(state_dict):
   return out
 
 
-def _torch_key(name):
-  """Our variable path -> the MONAI key: 'a/0/b/kernel' -> 'a.0.b.weight'."""
-  module, _, leaf = name.rpartition("/")
-  return module.replace("/", ".") + "." + {"kernel": "weight", "scale": "weight"}.get(leaf, leaf)
-
-
-def _to_torch(name, array):
-  """Our layout -> PyTorch's, for the variable at path `name`."""
-  if not name.endswith("/kernel"):
-    return array
-  if array.ndim == 2:  # Linear: (in, out) -> (out, in)
-    return array.T
-  return np.moveaxis(array, (-1, -2), (0, 1))  # convolution: (*k, I, O) -> (O, I, *k)
-
-
-def _to_ours(name, array):
-  if not name.endswith("/kernel"):
-    return array
-  if array.ndim == 2:
-    return array.T
-  return np.moveaxis(array, (0, 1), (-1, -2))
-
-
 def _index_buffers(model):
   """{MONAI key: relative_position_index} for every attention block of `model`."""
   return {".".join(map(str, path)) + ".relative_position_index":
@@ -100,41 +86,85 @@ def _closest(keys, expected, n=3):
     match = difflib.get_close_matches(key, expected, n=1, cutoff=0)[0]
     pairs.append((difflib.SequenceMatcher(None, key, match).ratio(), key, match))
   pairs.sort(reverse=True)
-  return ", ".join(f"{k!r} (nearest SwinUNETR key {m!r})" for _, k, m in pairs[:n])
+  return ", ".join(f"{k!r} (nearest MONAI key {m!r})" for _, k, m in pairs[:n])
 
 
-def _size_names():
-  """{feature_size: registry name} of the SwinUNETRs."""
-  return {s["feature_size"]: name for name, (c, s) in models.MODELS.items()
-          if c is swin_unetr.SwinUNETR}
+def _registry(constructor):
+  """{name: settings} of the registry networks built by `constructor`."""
+  return {name: s for name, (c, s) in models.MODELS.items() if c is constructor}
 
 
-def _describe(arrays):
-  """describe() of a `_normalise`d checkpoint."""
-  if _PATCH_EMBED not in arrays:
-    if not arrays:
-      raise ValueError("the checkpoint holds no arrays")
-    expected = [_torch_key(k) for k in transfer.named(nnx.state(nnx.eval_shape(
-        lambda: models.create("tiny", 3, rngs=nnx.Rngs(0)))))]
-    keys = [stored for stored, _ in arrays.values()]
-    raise ValueError(f"not a MONAI SwinUNETR checkpoint: none of its {len(keys)} keys is "
-                     f"{_PATCH_EMBED!r}; closest: {_closest(keys, expected)}")
+def _describe_swin(arrays):
   stored, embed = arrays[_PATCH_EMBED]
   if embed.ndim not in (4, 5) or embed.shape[2:] != (2,) * (embed.ndim - 2):
     raise ValueError(f"{stored!r} has shape {embed.shape}: not a SwinUNETR's patch embedding "
                      "(a 2D or 3D convolution of kernel 2, patch size 2)")
-  out = arrays.get(_OUT + ".weight")
-  return dict(ndim=embed.ndim - 2, feature_size=embed.shape[0], in_channels=embed.shape[1],
+  out = arrays.get("out.conv.conv.weight")
+  size = dict(feature_size=embed.shape[0])
+  v2 = any(k.startswith("swinViT.layers1c.") for k in arrays)
+  return dict(network=swin_unetr.SwinUNETR, ndim=embed.ndim - 2, size=size,
+              in_channels=embed.shape[1],
               out_channels=None if out is None else out[1].shape[0],
-              v2=any(k.startswith("swinViT.layers1c.") for k in arrays),
-              model=_size_names().get(embed.shape[0]))
+              kind=f"MONAI SwinUNETR {'v2' if v2 else 'v1'}")
+
+
+def _describe_unet(arrays):
+  """A MONAI UNet's channels and residual units, read level by level from its keys."""
+  first = arrays[_UNET_FIRST][1]
+  channels, prefix = [], "model."
+  units = sum(bool(re.fullmatch(r"model\.0\.conv\.unit\d+\.conv\.weight", k)) for k in arrays)
+  while True:
+    channels.append(arrays[prefix + "0.conv.unit0.conv.weight"][1].shape[0])
+    below = prefix + "1.submodule."
+    if below + "0.conv.unit0.conv.weight" in arrays:
+      prefix = below
+    elif below + "conv.unit0.conv.weight" in arrays:
+      channels.append(arrays[below + "conv.unit0.conv.weight"][1].shape[0])
+      break
+    else:
+      raise ValueError(f"a MONAI UNet checkpoint without {below}conv.unit0.conv.weight (its "
+                       "bottom level)")
+  if any(k.endswith(".adn.A.weight") for k in arrays):
+    raise ValueError("the MONAI UNet's activation has weights (PReLU, MONAI's default act); "
+                     "rasd_jax's UNets are act='relu', norm='batch' (the authors' network)")
+  if not any(k.endswith(".adn.N.running_mean") for k in arrays):
+    raise ValueError("the MONAI UNet has no batch norm statistics (norm='instance', MONAI's "
+                     "default?); rasd_jax's UNets are act='relu', norm='batch'")
+  out = arrays.get("model.2.0.conv.weight")
+  size = dict(channels=tuple(channels), num_res_units=units)
+  return dict(network=unet.UNet, ndim=first.ndim - 2, size=size, in_channels=first.shape[1],
+              out_channels=None if out is None else out[1].shape[1], kind="MONAI UNet")
+
+
+def _describe(arrays):
+  """describe() of a `_normalise`d checkpoint."""
+  if _PATCH_EMBED in arrays:
+    found = _describe_swin(arrays)
+  elif _UNET_FIRST in arrays:
+    found = _describe_unet(arrays)
+  elif not arrays:
+    raise ValueError("the checkpoint holds no arrays")
+  else:
+    expected = [torch_layout.torch_key(k) for name in ("tiny", "unet_tiny")
+                for k in transfer.named(nnx.state(nnx.eval_shape(
+                    lambda: models.create(name, 3, rngs=nnx.Rngs(0)))))]
+    keys = [stored for stored, _ in arrays.values()]
+    raise ValueError(f"neither a MONAI SwinUNETR nor a MONAI UNet checkpoint: none of its "
+                     f"{len(keys)} keys is {_PATCH_EMBED!r} or {_UNET_FIRST!r}; closest: "
+                     f"{_closest(keys, expected)}")
+  sizes = ", ".join(f"{k} {v}" for k, v in found["size"].items())
+  found["model"] = next((name for name, s in _registry(found["network"]).items()
+                         if all(s[k] == v for k, v in found["size"].items())), None)
+  found["source"] = (f"{found['kind']}, {found['ndim']}D, {sizes}, {found['in_channels']} -> "
+                     f"{found['out_channels'] or 'no output layer'}")
+  return found
 
 
 def describe(state_dict):
-  """What a MONAI SwinUNETR checkpoint holds: {'ndim', 'feature_size', 'in_channels',
-  'out_channels' (None without an output layer), 'v2', 'model' (the registry name of that
-  feature size, or None)}. A checkpoint of another network is a ValueError naming the
-  stored keys nearest to SwinUNETR's."""
+  """What a MONAI SwinUNETR or UNet checkpoint holds: {'network' (our class), 'ndim', 'size'
+  (feature_size; channels and num_res_units), 'in_channels', 'out_channels' (None without an
+  output layer), 'model' (the registry name of that size, or None), 'source' (one line)}. A
+  checkpoint of another network is a ValueError naming the stored keys nearest to MONAI's."""
   return _describe(_normalise(state_dict))
 
 
@@ -148,101 +178,96 @@ def to_rasd(state_dict, model_name, ndim, in_channels=None, out_channels=None, s
   'shape_mismatch' ((MONAI key, stored shape, expected shape), PyTorch layout; left as
   initialised); and 'source' (one line on what the checkpoint holds), 'in_channels',
   'out_channels' (the network's). A checkpoint of another network, dimensionality or
-  feature size is a ValueError in one line."""
+  size is a ValueError in one line."""
   name = models.resolve(model_name)
   constructor, settings = models.MODELS[name]
-  if constructor is not swin_unetr.SwinUNETR:
-    raise ValueError(f"importing MONAI weights into {name} is not available yet; "
-                     f"SwinUNETR models: {sorted(_size_names().values())}")
+  if constructor not in _CLASSES:
+    raise ValueError(f"{name} has no MONAI counterpart; MONAI weights load into "
+                     f"{sorted(n for c in _CLASSES for n in _registry(c))}")
   arrays = _normalise(state_dict)
   found = _describe(arrays)
-  kind = (f"MONAI SwinUNETR {'v2' if found['v2'] else 'v1'}, {found['ndim']}D, feature_size "
-          f"{found['feature_size']}, {found['in_channels']} -> "
-          f"{found['out_channels'] or 'no output layer'}")
+  if found["network"] is not constructor:
+    raise ValueError(f"the checkpoint holds a {found['source']}; {name} is a "
+                     f"{_CLASSES[constructor]}")
   if found["ndim"] != ndim:
-    raise ValueError(f"the checkpoint holds a {kind}; asked for a {ndim}D network")
-  if found["feature_size"] != settings["feature_size"]:
+    raise ValueError(f"the checkpoint holds a {found['source']}; asked for a {ndim}D network")
+  differ = [f"{k} {settings[k]}" for k, v in found["size"].items() if settings[k] != v]
+  if differ:
     fits = f"; it fits {found['model']}" if found["model"] else ""
-    raise ValueError(f"the checkpoint holds a {kind}; {name} has feature_size "
-                     f"{settings['feature_size']}{fits}")
+    raise ValueError(f"the checkpoint holds a {found['source']}; {name} has "
+                     f"{', '.join(differ)}{fits}")
   in_channels = in_channels or found["in_channels"]
   out_channels = out_channels or found["out_channels"] or FEATURES
 
   def make():
     return models.create(name, ndim, in_channels, out_channels, rngs=models.init_rngs(seed))
 
-  abstract = nnx.eval_shape(make)
-  report = {"loaded": [], "missing": [], "shape_mismatch": [], "source": kind,
-            "in_channels": in_channels, "out_channels": out_channels}
-  values, used = {}, set()
-  for var, leaf in transfer.named(nnx.state(abstract)).items():
-    key = _torch_key(var)
-    expected = _to_torch(var, np.broadcast_to(False, leaf.shape)).shape
-    if key not in arrays:
-      report["missing"].append(key)
-    elif arrays[key][1].shape != expected:
-      report["shape_mismatch"].append((key, arrays[key][1].shape, expected))
-    else:
-      report["loaded"].append(key)
-      values[var] = jnp.asarray(_to_ours(var, arrays[key][1]), leaf.dtype)
-    used.add(key)
-  for key, index in _index_buffers(abstract).items():
-    if key in arrays and not np.array_equal(arrays[key][1], index):
-      report["shape_mismatch"].append((key, arrays[key][1].shape, index.shape))
-    used.add(key)
-  report["unused"] = sorted(stored for key, (stored, _) in arrays.items() if key not in used)
-  fresh = set(transfer.named(nnx.state(abstract))) - set(values)
-  if fresh:
-    # Only the initialisers of the variables not loaded: XLA drops the others' random
-    # draws (the whole network's take ~10 s to compile on a CPU).
-    values.update(jax.jit(lambda: {k: v for k, v in transfer.named(nnx.state(make())).items()
-                                   if k in fresh})())
-  loaded = jax.tree_util.tree_map_with_path(lambda path, _: values[path_name(path)],
-                                            nnx.state(abstract))
-  params, rest = nnx.split_state(loaded, nnx.Param, ...)
-  return {"params": params, "rest": rest}, report
+  state, report = torch_layout.load(make, {k: a for k, (_, a) in arrays.items()})
+  used = report.pop("used")
+  if constructor is swin_unetr.SwinUNETR:
+    for key, index in _index_buffers(nnx.eval_shape(make)).items():
+      if key in arrays and not np.array_equal(arrays[key][1], index):
+        report["shape_mismatch"].append((key, arrays[key][1].shape, index.shape))
+      used.add(key)
+  report.update(unused=sorted(stored for key, (stored, _) in arrays.items()
+                              if key not in used),
+                source=found["source"], in_channels=in_channels, out_channels=out_channels)
+  return state, report
 
 
-def _swin(model):
-  """(the SwinUNETR of `model`, the dense head to fold into its output layer or None)."""
+def _network(model):
+  """(the MONAI-mirroring network of `model`, the dense head to fold into its output layer
+  or None)."""
   if isinstance(model, heads.Downstream):
     if model.pooled:
       raise ValueError(_POOLED)
-    return _swin(model.backbone)[0], model.head
-  if not isinstance(model, swin_unetr.SwinUNETR):
-    raise ValueError(f"exporting a {type(model).__name__} to MONAI is not available yet; "
-                     "SwinUNETR networks export")
+    network = _network(model.backbone)[0]
+    if model.head is not None and isinstance(network, unet.UNet):
+      raise ValueError(_UNET_HEAD)
+    return network, model.head
+  if type(model) not in _CLASSES:
+    raise ValueError(f"a {type(model).__name__} has no MONAI counterpart; SwinUNETR and UNet "
+                     "networks export")
   return model, None
 
 
 def from_rasd(model):
-  """{MONAI key: array} of our SwinUNETR `model` (or of a dense downstream network around
-  one: its per-voxel head, a linear map, is folded into MONAI's 1x1 output convolution)."""
-  swin, head = _swin(model)
-  params = {k: np.asarray(v) for k, v in transfer.named(nnx.state(swin, nnx.Param)).items()}
+  """{MONAI key: array} of our SwinUNETR or UNet `model` (or of a dense downstream network
+  around one: a SwinUNETR's per-voxel head, a linear map, is folded into MONAI's output
+  convolution; a UNet's must be its own last layer, head 'replace')."""
+  network, head = _network(model)
+  out = torch_layout.export(network)
   if head is not None:
     # out(x) = x W + b and head(y) = y H + c make one convolution x (W H) + (b H + c).
     h = np.asarray(head.kernel[...], np.float64)
     for leaf, shift in (("kernel", 0.0), ("bias", np.asarray(head.bias[...], np.float64))):
-      var = f"out/conv/conv/{leaf}"
-      params[var] = (params[var].astype(np.float64) @ h + shift).astype(params[var].dtype)
-  out = {_torch_key(var): np.array(_to_torch(var, array), order="C")
-         for var, array in params.items()}
-  out.update(_index_buffers(swin))
+      var = f"{_OUTPUT}/{leaf}"
+      key = torch_layout.torch_key(var)
+      ours = torch_layout.to_ours(var, out[key])
+      folded = (ours.astype(np.float64) @ h + shift).astype(ours.dtype)
+      out[key] = np.array(torch_layout.to_torch(var, folded), order="C")
+  if isinstance(network, swin_unetr.SwinUNETR):
+    out.update(_index_buffers(network))
   return out
 
 
-def monai_constructor(spec):
-  """The arguments of `monai.networks.nets.SwinUNETR` that take `from_rasd`'s weights of
+def monai_network(spec):
+  """(class name in `monai.networks.nets`, its arguments) that take `from_rasd`'s weights of
   the network of `spec` (a W/model.json, training/weights.py) with `strict=True`."""
   name = models.resolve(spec["model"])
   constructor, settings = models.MODELS[name]
-  if constructor is not swin_unetr.SwinUNETR:
-    raise ValueError(f"exporting {name} to MONAI is not available yet; SwinUNETR models "
-                     "export")
+  if constructor not in _CLASSES:
+    raise ValueError(f"{name} has no MONAI counterpart; SwinUNETR and UNet networks export")
   downstream = spec["network"] == "downstream"
   if downstream and spec["pooled"]:
     raise ValueError(_POOLED)
-  return dict(in_channels=spec["in_channels"],
-              out_channels=spec["num_outputs"] if downstream else spec["out_channels"],
-              feature_size=settings["feature_size"], spatial_dims=spec["ndim"], use_v2=True)
+  if downstream and spec["head"] == "add" and constructor is unet.UNet:
+    raise ValueError(_UNET_HEAD)
+  arguments = dict(spatial_dims=spec["ndim"], in_channels=spec["in_channels"],
+                   out_channels=spec["num_outputs"] if downstream else spec["out_channels"])
+  if constructor is swin_unetr.SwinUNETR:
+    arguments.update(feature_size=settings["feature_size"], use_v2=True)
+  else:
+    arguments.update(channels=list(settings["channels"]), strides=list(settings["strides"]),
+                     num_res_units=settings["num_res_units"], act="relu", norm="batch")
+  return _CLASSES[constructor], arguments

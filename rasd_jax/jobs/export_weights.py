@@ -1,15 +1,18 @@
 """Export a workdir's weights for PyTorch users.
 
-format "monai": the SwinUNETR of `config.source` (any workdir load_model reads) as a state
-dict of MONAI's `SwinUNETR(..., use_v2=True)`: OUT/model.safetensors, OUT/model.pt (where
-PyTorch is installed; torch.save of the same tensors), OUT/card.json (constructor
-arguments, provenance: source workdir and step, its pre-training settings, the code
-version) and OUT/README.md (the same for people, and the three lines that load it). The
-network is checked and converted before OUT is touched.
+format "monai": the SwinUNETR or UNet of `config.source` (any workdir load_model reads) as a
+state dict of MONAI's `SwinUNETR(..., use_v2=True)` or `UNet(..., act="relu",
+norm="batch")`: OUT/model.safetensors, OUT/model.pt (where PyTorch is installed; torch.save
+of the same tensors). format "nnunet": a ResEnc U-Net as nnU-Net v2's pre-trained weights
+(interop/nnunet.py; needs PyTorch). Both: OUT/card.json (network, constructor arguments,
+provenance: source workdir and step, its pre-training settings, the code version) and
+OUT/README.md (the same for people, and how to load it). The network is checked and
+converted before OUT is touched.
 """
 
 import importlib.metadata
 import json
+import math
 import os
 import subprocess
 
@@ -18,12 +21,12 @@ import jax
 import rasd_jax
 from rasd_jax.interop import files
 from rasd_jax.interop import monai
+from rasd_jax.interop import nnunet
 from rasd_jax.training import weights
 from rasd_jax import workdir as workdir_lib
 from rasd_jax.workdir import log
 
-FORMATS = ("monai",)
-PLANNED = ("nnunet",)
+FORMATS = ("monai", "nnunet")
 
 
 def _git(*args, root):
@@ -70,14 +73,14 @@ def provenance(source):
   return out
 
 
-def card(config, spec, constructor):
-  """OUT/card.json: the MONAI network, its arguments, where the weights come from."""
+def card(config, spec, network, constructor, input_text):
+  """OUT/card.json: the PyTorch network, its arguments, where the weights come from."""
   source, _ = weights.split_path(config.source)
   return {
       "format": config.format,
-      "network": "monai.networks.nets.SwinUNETR",
+      "network": network,
       "constructor": constructor,
-      "input": "channels first (B, C, *spatial), each spatial size a multiple of 32",
+      "input": input_text,
       "rasd_jax": {k: spec[k] for k in spec if k != "checkpoints"},
       "source": config.source,
       "step": spec["step"],
@@ -86,22 +89,18 @@ def card(config, spec, constructor):
   }
 
 
-def readme(info, with_pt):
-  """OUT/README.md from the card `info`: what it is, how to load it, how it was made."""
-  args = ", ".join(f"{k}={v!r}" for k, v in info["constructor"].items())
+def readme(info, loading):
+  """OUT/README.md from the card `info` and `loading` (the lines that say how to load it):
+  what it is, how it was made."""
   made = info["made_by"]
   lines = [
-      f"# {info['rasd_jax']['model']} for MONAI",
+      f"# {info['rasd_jax']['model']} for {'MONAI' if info['format'] == 'monai' else 'nnU-Net'}",
       "",
-      f"MONAI `SwinUNETR({args})`, exported by rasd_jax {info['code_version']} from "
+      f"`{info['network']}`, exported by rasd_jax {info['code_version']} from "
       f"`{info['source']}` (step {info['step']}"
       + (f", written by its {made['job']} job" if made.get("job") else "") + ").",
       "",
-      "```python",
-      "import monai, safetensors.torch",
-      f"model = monai.networks.nets.SwinUNETR({args})",
-      'model.load_state_dict(safetensors.torch.load_file("model.safetensors"), strict=True)',
-      "```",
+      *loading,
       "",
       f"Input: {info['input']}.",
   ]
@@ -109,9 +108,6 @@ def readme(info, with_pt):
   if network.get("classes"):  # a fine-tuned network
     lines.append(f"Output: {network['output']} over {network['num_outputs']} channels, "
                  f"classes {network['classes']}.")
-  if with_pt:
-    lines.append('`model.pt` holds the same tensors: `torch.load("model.pt", '
-                 'weights_only=True)`.')
   if made.get("job") == "pretrain":
     lines += ["", f"Pre-trained for {made['total_steps']} steps (batch {made['batch_size']}, "
               f"seed {made['seed']}) on RaSD synthetic data with the prototype loss.", "",
@@ -124,31 +120,71 @@ def readme(info, with_pt):
   return "\n".join(lines) + "\n"
 
 
+def _torch():
+  try:
+    import torch
+  except ImportError:
+    return None
+  return torch
+
+
+def _monai(config, spec):
+  """(card, loading lines, a function writing the files into OUT) for format monai."""
+  name, constructor = monai.monai_network(spec)
+  state = monai.from_rasd(weights.load_model(config.source))
+  multiple = 32 if name == "SwinUNETR" else math.prod(constructor["strides"])
+  info = card(config, spec, f"monai.networks.nets.{name}", constructor,
+              f"channels first (B, C, *spatial), each spatial size a multiple of {multiple}")
+  args = ", ".join(f"{k}={v!r}" for k, v in constructor.items())
+  torch = _torch()
+  loading = [
+      "```python",
+      "import monai, safetensors.torch",
+      f"model = monai.networks.nets.{name}({args})",
+      'model.load_state_dict(safetensors.torch.load_file("model.safetensors"), strict=True)',
+      "```",
+  ]
+  if torch is not None:
+    loading += ["", '`model.pt` holds the same tensors: `torch.load("model.pt", '
+                'weights_only=True)`.']
+
+  def write(out):
+    files.write_safetensors(os.path.join(out, "model.safetensors"), state,
+                            metadata={"format": "pt"})
+    if torch is not None:
+      torch.save({k: torch.from_numpy(v) for k, v in state.items()},
+                 os.path.join(out, "model.pt"))
+    return ["model.safetensors"] + (["model.pt"] if torch is not None else [])
+
+  return info, loading, write
+
+
+def _nnunet(config, spec):
+  """(card, loading lines, a function writing the files into OUT) for format nnunet."""
+  if _torch() is None:
+    raise ValueError("format 'nnunet' writes a PyTorch checkpoint: install PyTorch "
+                     "(pip install 'rasd-jax[interop]')")
+  arch = nnunet.architecture(spec)
+  info = card(config, spec, arch["network_class_name"], arch["arch_kwargs"],
+              nnunet.input_text(spec))
+  model = weights.load_model(config.source)
+  return info, nnunet.instructions(spec), lambda out: nnunet.write(out, model, spec)
+
+
 def run(config, workdir):
-  if config.format in PLANNED:
-    raise ValueError(f"format {config.format!r} is not available yet; formats: {FORMATS}")
   if config.format not in FORMATS:
     raise ValueError(f"format {config.format!r}: one of {FORMATS}")
   if not config.source:
     raise ValueError("--config.source=W: the workdir whose weights to export")
   spec = weights.read_spec(config.source)
-  constructor = monai.monai_constructor(spec)
-  state = monai.from_rasd(weights.load_model(config.source))
-  info = card(config, spec, constructor)
-  try:
-    import torch
-  except ImportError:
-    torch = None
+  info, loading, write = (_monai if config.format == "monai" else _nnunet)(config, spec)
 
   workdir_lib.prepare(workdir, config)
-  if jax.process_index() == 0:
-    files.write_safetensors(os.path.join(workdir, "model.safetensors"), state,
-                            metadata={"format": "pt"})
-    if torch is not None:
-      torch.save({k: torch.from_numpy(v) for k, v in state.items()},
-                 os.path.join(workdir, "model.pt"))
-    with open(os.path.join(workdir, "README.md"), "w") as f:
-      f.write(readme(info, torch is not None))
   workdir_lib.write_json(os.path.join(workdir, "card.json"), info)
-  log(f"wrote {workdir}/model.safetensors" + (", model.pt" if torch is not None else "")
-      + f": MONAI SwinUNETR({', '.join(f'{k}={v}' for k, v in constructor.items())})")
+  if jax.process_index() == 0:
+    written = write(workdir)
+    with open(os.path.join(workdir, "README.md"), "w") as f:
+      f.write(readme(info, loading))
+    args = ", ".join(f"{k}={v}" for k, v in info["constructor"].items())
+    log(f"wrote {', '.join(os.path.join(workdir, w) for w in written)}: "
+        f"{info['network']}({args})")

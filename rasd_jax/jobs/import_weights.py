@@ -1,4 +1,4 @@
-"""Import a PyTorch checkpoint (MONAI SwinUNETR) into a workdir that load_model and
+"""Import a PyTorch checkpoint (MONAI SwinUNETR or UNet) into a workdir that load_model and
 `--config.init` read: W/model.json (network "backbone"), W/checkpoints/0 ({'params',
 'rest'}, Orbax) and W/import.txt (the file, what it holds, what loaded, what did not).
 
@@ -28,7 +28,7 @@ def _check(config):
     raise ValueError("--config.path=FILE: the checkpoint to import (.pth, .pt or .safetensors)")
   if not config.model:
     raise ValueError("--config.model=NAME: the network the weights are for, e.g. "
-                     "swinunetr_base (rasd_jax.models)")
+                     "swinunetr_base or unet_paper (rasd_jax.models)")
   if config.ndim not in (2, 3):
     raise ValueError(f"--config.ndim={config.ndim}: the network's dimensionality, 2 or 3")
   models.resolve(config.model)

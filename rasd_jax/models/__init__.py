@@ -7,6 +7,7 @@ from flax import nnx
 import jax
 
 from rasd_jax.models.heads import Downstream
+from rasd_jax.models.resenc import ResEncUNet
 from rasd_jax.models.swin_unetr import SwinUNETR
 from rasd_jax.models.unet import UNet
 
@@ -28,6 +29,18 @@ MODELS = {
     "swinunetr_base": (SwinUNETR, dict(feature_size=48)),     # 72.76M / 28.66M
     "swinunetr_large": (SwinUNETR, dict(feature_size=96)),    # 290.39M / 114.56M
     "swinunetr_huge": (SwinUNETR, dict(feature_size=144)),    # 653.09M / 257.70M
+    # nnU-Net's residual-encoder U-Net (models/resenc.py). resenc_m: the network nnU-Net's
+    # ResEnc M planner (nnunetv2 2.8.1) makes for 1 mm isotropic data, per dimensionality: 3D
+    # for a 128^3 patch (6 stages, inputs a multiple of 32 per axis), 2D for a 512^2 patch (8
+    # stages, a multiple of 128). Parameters for 1 -> 32 channels, 3D / 2D, as
+    # dynamic-network-architectures 0.4.4 counts them:
+    "resenc_m": (ResEncUNet, dict(                                # 102.37M / 140.08M
+        features_per_stage={3: (32, 64, 128, 256, 320, 320),
+                            2: (32, 64, 128, 256, 512, 512, 512, 512)},
+        n_blocks_per_stage={3: (1, 3, 4, 6, 6, 6), 2: (1, 3, 4, 6, 6, 6, 6, 6)})),
+    # CPU-sized for tests and laptops (a multiple of 8 per axis).
+    "resenc_tiny": (ResEncUNet, dict(features_per_stage=(8, 16, 32, 64),   # 0.61M / 0.21M
+                                     n_blocks_per_stage=(1, 2, 2, 2))),
 }
 
 

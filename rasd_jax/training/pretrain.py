@@ -86,11 +86,15 @@ MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every"
 
 
 def _check(config):
-  synthesis.make_spec(config.synthesis)
+  spec = synthesis.make_spec(config.synthesis)
   for key in ("total_steps", "batch_size", "checkpoint_every", "log_every"):
     if config[key] < 1:
       raise ValueError(f"{key} = {config[key]}: must be >= 1")
   models.resolve(config.model)
+  # The network takes the samples' size (each network: multiples of its downsampling),
+  # checked on shapes alone before the workdir is touched.
+  sample = jax.ShapeDtypeStruct((1,) + (spec.size,) * spec.ndim + (spec.channels,), "float32")
+  jax.eval_shape(lambda x: model_factory(config)()(x), sample)
 
 
 def model_factory(config):

@@ -1,5 +1,6 @@
-"""MONAI SwinUNETR weights in and out, against the real MONAI 1.6.1 on PyTorch CPU: imported
-weights give MONAI's outputs, exported ones load into MONAI with strict=True and give ours."""
+"""MONAI SwinUNETR and UNet weights in and out, against the real MONAI 1.6.1 on PyTorch:
+imported weights give MONAI's outputs, exported ones load into MONAI with strict=True and give
+ours."""
 
 import json
 import math
@@ -23,6 +24,7 @@ from rasd_jax import workdir as workdir_lib
 from rasd_jax.interop import files
 from rasd_jax.interop import monai
 from rasd_jax.jobs import export_weights
+from rasd_jax.training.checkpoint import path_name
 
 IN, OUT = 2, 3
 # MONAI's instance norm needs more than one voxel at 1/32 resolution, hence 64 on one axis.
@@ -53,9 +55,10 @@ def merged(name, ndim, weights, in_channels=IN, out_channels=OUT):
   return nnx.merge(graphdef, weights["params"], weights["rest"])
 
 
-def compare(model, net, ndim, in_channels=IN):
+def compare(model, net, ndim, in_channels=IN, shape=None):
   """(max |ours - MONAI's|, max |MONAI's|) on one random input."""
-  x = np.random.default_rng(ndim).standard_normal((1, in_channels) + SHAPES[ndim])
+  shape = shape or SHAPES[ndim]
+  x = np.random.default_rng(ndim).standard_normal((1, in_channels) + shape)
   x = x.astype(np.float32)
   with torch.no_grad():
     expected = net(torch.from_numpy(x)).numpy()
@@ -127,6 +130,43 @@ def test_encoder_only_release_reads_as_monai_load_from_reads_it():
       np.testing.assert_array_equal(exported[key], value.numpy(), err_msg=key)
 
 
+def monai_unet(name, ndim, in_channels=IN, out_channels=OUT):
+  """MONAI's UNet of the registry network `name` (the authors' act and norm) in eval mode,
+  every parameter and batch norm statistic random."""
+  settings = models.MODELS[name][1]
+  torch.manual_seed(ndim)
+  net = MonaiUNet(spatial_dims=ndim, in_channels=in_channels, out_channels=out_channels,
+                  act="relu", norm="batch", **settings).eval()
+  with torch.no_grad():
+    for key, p in net.state_dict().items():
+      if key.endswith("running_var"):
+        p.copy_(torch.rand_like(p) + 0.5)
+      elif p.is_floating_point():
+        p.copy_(torch.randn_like(p) / math.sqrt(math.prod(p.shape[1:]) if p.ndim > 1 else 4))
+  return net
+
+
+UNET_SHAPES = {2: (32, 32), 3: (16, 16, 16)}
+
+
+@pytest.mark.parametrize("ndim,name", [(2, "unet_paper"), (2, "unet_tiny"),
+                                       (3, "unet_small")])
+def test_unet_import_gives_monais_outputs_and_exports_back_bit_exact(ndim, name):
+  """The authors' 2D network (unet_paper: 64-1024 channels, 4 residual units, batch norm,
+  ReLU) and a 3D one: MONAI's weights in, MONAI's outputs out, the same tensors back."""
+  net = monai_unet(name, ndim)
+  state = numpy_state(net)
+  weights, report = monai.to_rasd(state, name, ndim, IN, OUT)
+  assert report["missing"] == report["unused"] == report["shape_mismatch"] == []
+  assert len(report["loaded"]) == sum(not k.endswith("num_batches_tracked") for k in state)
+  assert report["source"].startswith(f"MONAI UNet, {ndim}D, channels ")
+  model = merged(name, ndim, weights)
+  model.eval()
+  diff, scale = compare(model, net, ndim, shape=UNET_SHAPES[ndim])
+  assert diff <= 1e-5 * scale, (diff, scale)
+  assert_same_state(monai.from_rasd(model), state)
+
+
 @pytest.fixture(scope="module")
 def tiny2d():
   """(MONAI network, its state dict, our import of it)."""
@@ -156,22 +196,36 @@ def test_prefixes_and_wrappers_of_real_files(tmp_path, tiny2d, variant):
   jax.tree.map(np.testing.assert_array_equal, weights, expected)
 
 
-def test_our_weights_export_to_monai_with_the_head_folded():
-  """A fine-tuned dense network (a SwinUNETR with 32 features and a new per-voxel head)
-  with random weights of ours: MONAI's SwinUNETR with strict=True gives our outputs."""
+@pytest.mark.parametrize("name,head", [("swinunetr_tiny", "add"), ("unet_tiny", "replace")])
+def test_our_weights_export_to_monai(name, head):
+  """A fine-tuned dense network with random weights of ours (SwinUNETR: 32 features and a
+  new per-voxel head, folded into MONAI's output convolution; UNet: its own last layer):
+  MONAI's network with strict=True gives our outputs."""
   abstract = nnx.eval_shape(lambda: models.create_downstream(
-      "tiny", 2, IN, 4, head="add", features=32, rngs=nnx.Rngs(0)))
+      name, 2, IN, 4, head=head, features=32, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
   rng = np.random.default_rng(0)
-  state = jax.tree.map(lambda p: (rng.standard_normal(p.shape) / math.sqrt(
-      math.prod(p.shape[:-1]) if len(p.shape) > 1 else 4)).astype(np.float32), state)
-  model = nnx.merge(graphdef, state)
-  spec = dict(network="downstream", model="swinunetr_tiny", ndim=2, in_channels=IN,
-              out_channels=32, num_outputs=4, head="add", pooled=False)
-  arguments = monai.monai_constructor(spec)
-  assert arguments == dict(in_channels=IN, out_channels=4, feature_size=12, spatial_dims=2,
-                           use_v2=True)
-  net = MonaiSwinUNETR(**arguments).eval()
+
+  def draw(path, p):
+    """Random weights; batch norm variances positive."""
+    scale = math.sqrt(math.prod(p.shape[:-1])) if len(p.shape) > 1 else 4
+    shift = 1.0 if path_name(path).endswith("/var") else 0.0
+    return (rng.standard_normal(p.shape) / scale + shift).astype(np.float32)
+
+  model = nnx.merge(graphdef, jax.tree_util.tree_map_with_path(draw, state))
+  model.eval()
+  spec = dict(network="downstream", model=name, ndim=2, in_channels=IN, out_channels=32,
+              num_outputs=4, head=head, pooled=False)
+  network, arguments = monai.monai_network(spec)
+  if name == "unet_tiny":
+    assert (network, arguments) == ("UNet", dict(
+        spatial_dims=2, in_channels=IN, out_channels=4, channels=[8, 16, 32], strides=[2, 2],
+        num_res_units=2, act="relu", norm="batch"))
+    net = MonaiUNet(**arguments).eval()
+  else:
+    assert (network, arguments) == ("SwinUNETR", dict(
+        spatial_dims=2, in_channels=IN, out_channels=4, feature_size=12, use_v2=True))
+    net = MonaiSwinUNETR(**arguments).eval()
   net.load_state_dict({k: torch.from_numpy(v) for k, v in monai.from_rasd(model).items()},
                       strict=True)
   diff, scale = compare(model, net, 2)
@@ -183,9 +237,17 @@ def test_what_monai_cannot_hold_is_refused():
       "tiny", 2, 1, 3, pooled=True, rngs=nnx.Rngs(0)))
   with pytest.raises(ValueError, match="pooled"):
     monai.from_rasd(pooled)
-  unet = nnx.eval_shape(lambda: models.create("unet_tiny", 2, rngs=nnx.Rngs(0)))
-  with pytest.raises(ValueError, match="UNet to MONAI is not available yet"):
-    monai.from_rasd(unet)
+  with pytest.raises(ValueError, match="pooled"):
+    monai.monai_network(dict(network="downstream", model="unet_tiny", ndim=2, pooled=True))
+  unet_add = dict(network="downstream", model="unet_tiny", ndim=2, pooled=False, head="add")
+  with pytest.raises(ValueError, match="head 'replace'"):
+    monai.monai_network(unet_add)
+  with pytest.raises(ValueError, match="head 'replace'"):
+    monai.from_rasd(nnx.eval_shape(lambda: models.create_downstream(
+        "unet_tiny", 2, 1, 3, rngs=nnx.Rngs(0))))
+  resenc = nnx.eval_shape(lambda: models.create("resenc_tiny", 2, rngs=nnx.Rngs(0)))
+  with pytest.raises(ValueError, match="has no MONAI counterpart"):
+    monai.from_rasd(resenc)
 
 
 def test_import_and_export_jobs(tmp_path, tiny2d):
@@ -235,14 +297,14 @@ def test_bad_checkpoints_one_line_nothing_written(tmp_path, tiny2d):
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, swin)
   unet = tmp_path / "unet.pth"
   torch.save(MonaiUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(8, 16),
-                       strides=(2,)).state_dict(), unet)
+                       strides=(2,), num_res_units=2).state_dict(), unet)  # MONAI's PReLU
   truncated = tmp_path / "truncated.pth"
   truncated.write_bytes(swin.read_bytes()[:swin.stat().st_size // 2])
   cases = [
       (swin, "small", 2, "feature_size 12, 2 -> 3; swinunetr_small has feature_size 24; "
                          "it fits swinunetr_tiny"),
       (swin, "tiny", 3, "holds a MONAI SwinUNETR v2, 2D"),
-      (unet, "tiny", 2, "not a MONAI SwinUNETR checkpoint: none of its"),
+      (unet, "unet_tiny", 2, "activation has weights (PReLU, MONAI's default act)"),
       (truncated, "tiny", 2, "truncated or corrupt"),
   ]
   for i, (path, model, ndim, message) in enumerate(cases):
@@ -256,14 +318,59 @@ def test_bad_checkpoints_one_line_nothing_written(tmp_path, tiny2d):
     assert not w.exists()
 
 
+def test_mismatched_checkpoints_name_what_fits(tiny2d):
+  _, swin, _ = tiny2d
+  unet = numpy_state(monai_unet("unet_tiny", 2))
+  cases = [
+      (unet, "unet_small", 2, "MONAI UNet, 2D, channels (8, 16, 32), num_res_units 2, 2 -> 3; "
+                              "unet_small has channels (16, 32, 64, 128); it fits unet_tiny"),
+      (unet, "tiny", 2, "holds a MONAI UNet, 2D, channels (8, 16, 32), num_res_units 2, "
+                        "2 -> 3; swinunetr_tiny is a SwinUNETR"),
+      (swin, "unet_tiny", 2, "holds a MONAI SwinUNETR v2, 2D, feature_size 12, 2 -> 3; "
+                             "unet_tiny is a UNet"),
+      (unet, "unet_tiny", 3, "2 -> 3; asked for a 3D network"),
+      ({k: v for k, v in unet.items() if "adn.N" not in k}, "unet_tiny", 2,
+       "no batch norm statistics"),
+      ({"encoder.0.weight": np.zeros((4, 1, 3, 3)), "head.weight": np.zeros(2)}, "tiny", 2,
+       "neither a MONAI SwinUNETR nor a MONAI UNet checkpoint: none of its 2 keys"),
+  ]
+  for state, name, ndim, message in cases:
+    with pytest.raises(ValueError, match=re.escape(message)):
+      monai.to_rasd(state, name, ndim)
+
+
+def test_unet_through_the_jobs(tmp_path):
+  """A MONAI UNet checkpoint (a `model.` wrapper prefix over MONAI's own `model.0...` keys)
+  imported and exported by run.py: MONAI loads the export strict and computes the original."""
+  net = monai_unet("unet_tiny", 2)
+  path = tmp_path / "unet.pth"
+  torch.save({"model." + k: v for k, v in net.state_dict().items()}, path)
+  w = tmp_path / "imported"
+  run_job("experiments/import_weights.py", w, f"--config.path={path}",
+          "--config.model=unet_tiny", "--config.ndim=2")
+  assert "loaded 62 arrays" in (w / "import.txt").read_text()
+  out = tmp_path / "export"
+  run_job("experiments/export_weights.py:format=monai", out, f"--config.source={w}")
+  card = json.loads((out / "card.json").read_text())
+  assert card["network"] == "monai.networks.nets.UNet"
+  assert "multiple of 4" in card["input"]
+  exported = MonaiUNet(**card["constructor"]).eval()
+  exported.load_state_dict(safetensors.torch.load_file(out / "model.safetensors"), strict=True)
+  x = torch.randn(2, IN, 32, 32)
+  with torch.no_grad():
+    torch.testing.assert_close(exported(x), net(x), rtol=0, atol=0)
+
+
 def test_card_of_a_pretraining_workdir(tmp_path):
   config = pretrain2d.get_config("runlocal")
   workdir_lib.prepare(str(tmp_path), config)
   made = export_weights.provenance(str(tmp_path))
   assert made["job"] == "pretrain" and made["total_steps"] == config.total_steps
   assert made["loss"] == config.loss.to_dict() and made["synthesis"]["ndim"] == 2
-  info = dict(constructor=dict(in_channels=1), rasd_jax=dict(model="swinunetr_base"),
+  info = dict(format="monai", network="monai.networks.nets.SwinUNETR",
+              constructor=dict(in_channels=1), rasd_jax=dict(model="swinunetr_base"),
               code_version="v1", source="W", step=5, made_by=made, input="...")
-  text = export_weights.readme(info, with_pt=False)
+  text = export_weights.readme(info, ["LOADING"])
+  assert "\nLOADING\n" in text
   assert f"Pre-trained for {config.total_steps} steps" in text
   assert json.dumps(config.loss.to_dict()) in text

@@ -127,6 +127,12 @@ def test_bad_input_gives_clear_errors_and_keeps_checkpoints(tmp_path):
   assert out.returncode and "error: unknown model 'swinunetr_tiyn'" in out.stderr
   assert "Did you mean 'swinunetr_tiny'?" in out.stderr
   assert not os.path.exists(tmp_path / "a")  # refused before anything was written
+  # A sample size the network cannot take (unet_tiny: multiples of 4): one line, no workdir.
+  out = run(tmp_path / "b", "--config.synthesis.size=34", check=False)
+  assert out.returncode and out.stderr.strip().splitlines() == [
+      "error: UNet: input size (34, 34) is not a multiple of 4 (the product of its strides) "
+      "on every axis"], out.stderr
+  assert not os.path.exists(tmp_path / "b")
 
   not_a_folder = tmp_path / "file"
   not_a_folder.write_text("")

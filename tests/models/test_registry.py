@@ -11,7 +11,7 @@ from rasd_jax import models
 @pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_forward_shape_of_every_model(name, ndim):
-  spatial = (64, 96) if ndim == 2 else (32, 64, 32)
+  spatial = (128, 256) if ndim == 2 else (32, 64, 32)
   model = nnx.eval_shape(lambda: models.create(name, ndim, 2, 7, rngs=models.init_rngs(0)))
   out = nnx.eval_shape(lambda m, x: m(x), model,
                        jax.ShapeDtypeStruct((3, *spatial, 2), jnp.float32))
