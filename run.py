@@ -74,9 +74,9 @@ def main(argv):
   del argv  # checked by _parse_flags
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
-  mesh.initialize_distributed()
   config = _CONFIG.value
   try:
+    mesh.initialize_distributed()
     jobs.get(config.job)(config, _WORKDIR.value)
   # Bad config or input (a missing file), or a diverged run: the message says what and where.
   except (ValueError, FileNotFoundError, FloatingPointError) as e:

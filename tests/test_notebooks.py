@@ -120,7 +120,10 @@ def _run(nb, venv, cwd, monkeypatch):
                                                       kernel_spec_manager=spec_manager)
   client = nbclient.NotebookClient(nb, km=manager, timeout=600,
                                    resources={"metadata": {"path": str(cwd)}})
-  client.execute()  # Raises CellExecutionError if a cell raises.
+  try:
+    client.execute()  # Raises CellExecutionError if a cell raises.
+  finally:  # The client does not stop a kernel whose manager it was given.
+    nbclient.util.run_sync(manager.shutdown_kernel)(now=True)
 
   outputs = [cell.outputs for cell in nb.cells if cell.cell_type == "code"]
   errors = [out for cell in outputs for out in cell if out.output_type == "error"]
