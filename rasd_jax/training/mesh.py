@@ -74,7 +74,7 @@ def initialize_distributed():
     jax.distributed.initialize(num_processes=count, process_id=index,
                                initialization_timeout=timeout)
   except (ValueError, TypeError, RuntimeError, jax.errors.JaxRuntimeError) as e:
-    where = os.environ.get("JAX_COORDINATOR_ADDRESS", "the address JAX detected")
+    where = address or "the address JAX detected"
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise ValueError(f"the multi-process start failed (coordinator {where}, process "
                      f"{index} of {count}, timeout {timeout} s): {first}") from None
