@@ -24,7 +24,6 @@ from flax import nnx
 import numpy as np
 
 from rasd_jax import models
-from rasd_jax.models import heads
 from rasd_jax.models import swin_unetr
 from rasd_jax.models import unet
 from rasd_jax.interop import torch_layout
@@ -36,13 +35,11 @@ _UNET_FIRST = "model.0.conv.unit0.conv.weight"
 # SwinUNETR's output convolution, into which a dense head folds. A UNet's output is not one
 # linear layer (its top unit adds a shortcut around the last convolution): a UNet with a new
 # head has no MONAI UNet form.
-_OUTPUT = "out/conv/conv"
+_OUTPUT = "out.conv.conv"
 _UNET_HEAD = ("a UNet with a new head (head 'add') has no MONAI UNet form: its last unit adds "
               "a shortcut around the output convolution. Export the pre-trained network, or "
               "fine-tune with head 'replace'")
 _CLASSES = {swin_unetr.SwinUNETR: "SwinUNETR", unet.UNet: "UNet"}
-_POOLED = ("a pooled (classification / regression) network has no MONAI counterpart; dense "
-           "(segmentation) networks export")
 FEATURES = 32  # output channels of a checkpoint without an output layer: the pre-training's
 
 
@@ -215,37 +212,16 @@ def to_rasd(state_dict, model_name, ndim, in_channels=None, out_channels=None, s
   return state, report
 
 
-def _network(model):
-  """(the MONAI-mirroring network of `model`, the dense head to fold into its output layer
-  or None)."""
-  if isinstance(model, heads.Downstream):
-    if model.pooled:
-      raise ValueError(_POOLED)
-    network = _network(model.backbone)[0]
-    if model.head is not None and isinstance(network, unet.UNet):
-      raise ValueError(_UNET_HEAD)
-    return network, model.head
-  if type(model) not in _CLASSES:
-    raise ValueError(f"a {type(model).__name__} has no MONAI counterpart; SwinUNETR and UNet "
-                     "networks export")
-  return model, None
-
-
 def from_rasd(model):
   """{MONAI key: array} of our SwinUNETR or UNet `model` (or of a dense downstream network
   around one: a SwinUNETR's per-voxel head, a linear map, is folded into MONAI's output
   convolution; a UNet's must be its own last layer, head 'replace')."""
-  network, head = _network(model)
+  network, head = torch_layout.network_and_head(model, tuple(_CLASSES), "MONAI")
+  if head is not None and isinstance(network, unet.UNet):
+    raise ValueError(_UNET_HEAD)
   out = torch_layout.export(network)
   if head is not None:
-    # out(x) = x W + b and head(y) = y H + c make one convolution x (W H) + (b H + c).
-    h = np.asarray(head.kernel[...], np.float64)
-    for leaf, shift in (("kernel", 0.0), ("bias", np.asarray(head.bias[...], np.float64))):
-      var = f"{_OUTPUT}/{leaf}"
-      key = torch_layout.torch_key(var)
-      ours = torch_layout.to_ours(var, out[key])
-      folded = (ours.astype(np.float64) @ h + shift).astype(ours.dtype)
-      out[key] = np.array(torch_layout.to_torch(var, folded), order="C")
+    torch_layout.fold_head(out, _OUTPUT, head)
   if isinstance(network, swin_unetr.SwinUNETR):
     out.update(_index_buffers(network))
   return out
@@ -260,7 +236,7 @@ def monai_network(spec):
     raise ValueError(f"{name} has no MONAI counterpart; SwinUNETR and UNet networks export")
   downstream = spec["network"] == "downstream"
   if downstream and spec["pooled"]:
-    raise ValueError(_POOLED)
+    raise torch_layout.pooled_error("MONAI")
   if downstream and spec["head"] == "add" and constructor is unet.UNet:
     raise ValueError(_UNET_HEAD)
   arguments = dict(spatial_dims=spec["ndim"], in_channels=spec["in_channels"],

@@ -32,7 +32,6 @@ import numpy as np
 
 from rasd_jax import models
 from rasd_jax.interop import torch_layout
-from rasd_jax.models import heads
 from rasd_jax.models import resenc
 from rasd_jax.training import transfer
 from rasd_jax.training import weights
@@ -44,8 +43,6 @@ SCRIPT = "add_to_plans.py"
 BASE = {3: "3d_fullres", 2: "2d"}  # the target's configuration ours inherits from
 PATCH = {3: 128, 2: 512}  # per axis, raised to a multiple of the network's strides
 BATCH = {3: 2, 2: 12}
-_POOLED = ("a pooled (classification / regression) network has no nnU-Net counterpart; "
-           "dense (segmentation) networks export")
 _DECODER_ENCODER = "decoder.encoder."
 _ALIASES = {"conv": "all_modules.0", "norm": "all_modules.1"}
 
@@ -59,7 +56,7 @@ def _settings(spec):
     raise ValueError(f"{name} has no nnU-Net counterpart; residual-encoder U-Nets export "
                      f"to nnU-Net: {available}")
   if spec["network"] == "downstream" and spec["pooled"]:
-    raise ValueError(_POOLED)
+    raise torch_layout.pooled_error("nnU-Net")
   return settings
 
 
@@ -149,34 +146,17 @@ def strip_aliases(state_dict):
   return out
 
 
-def _network(model):
-  """(the ResEncUNet of `model`, the dense head to fold into its segmentation layers)."""
-  if isinstance(model, heads.Downstream):
-    if model.pooled:
-      raise ValueError(_POOLED)
-    return _network(model.backbone)[0], model.head
-  if not isinstance(model, resenc.ResEncUNet):
-    raise ValueError(f"a {type(model).__name__} has no nnU-Net counterpart; ResEncUNet "
-                     "networks export")
-  return model, None
-
-
 def state_dict(model):
   """{key: array} as nnU-Net's ResidualEncoderUNet.state_dict() of our `model` lists it,
   aliases included (the same array object as the key they stand for). A dense downstream
   network's per-voxel head (a linear map) is folded into every segmentation layer, the
   deep-supervision ones included: nnU-Net's network with `num_outputs` classes computes
   ours."""
-  unet, head = _network(model)
+  unet, head = torch_layout.network_and_head(model, (resenc.ResEncUNet,), "nnU-Net")
   out = torch_layout.export(unet)
   if head is not None:
-    h = np.asarray(head.kernel[...], np.float64)  # (features, outputs)
-    c = np.asarray(head.bias[...], np.float64)
-    for key in [k for k in out if k.startswith("decoder.seg_layers.")]:
-      value = out[key].astype(np.float64)
-      folded = (np.einsum("fc...,fn->nc...", value, h) if key.endswith(".weight")
-                else value @ h + c)
-      out[key] = np.ascontiguousarray(folded, dtype=out[key].dtype)
+    for i in range(len(unet.decoder.seg_layers)):
+      torch_layout.fold_head(out, f"decoder.seg_layers.{i}", head)
   for key in list(out):
     out.update(dict.fromkeys(_aliases(key), out[key]))
   return out

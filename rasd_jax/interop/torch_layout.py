@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rasd_jax.models import heads
 from rasd_jax.training import transfer
 from rasd_jax.training.checkpoint import path_name
 
@@ -94,3 +95,36 @@ def export(module):
          for var, v in transfer.named(nnx.state(module)).items()}
   out.update({key: np.zeros((), np.int64) for key in counters(list(out))})
   return out
+
+
+def pooled_error(target):
+  """The error for a pooled network, which `target` (a framework's name) cannot hold."""
+  return ValueError(f"a pooled (classification / regression) network has no {target} "
+                    "counterpart; dense (segmentation) networks export")
+
+
+def network_and_head(model, networks, target):
+  """(the network of `model`, an instance of one of the classes `networks`; the per-voxel
+  head of a dense downstream network around it, or None). Anything else is a ValueError
+  saying that `target` has no counterpart of it."""
+  head = None
+  if isinstance(model, heads.Downstream):
+    if model.pooled:
+      raise pooled_error(target)
+    model, head = model.backbone, model.head
+  if not isinstance(model, networks):
+    raise ValueError(f"a {type(model).__name__} has no {target} counterpart; "
+                     f"{' and '.join(c.__name__ for c in networks)} networks export")
+  return model, head
+
+
+def fold_head(arrays, conv, head):
+  """Folds the per-voxel linear `head` into the convolution whose PyTorch keys are
+  `conv`.weight / `conv`.bias in `arrays` (in place): conv(x) = W x + b and head(y) = H^T y
+  + c make one convolution (H^T W) x + (H^T b + c)."""
+  h = np.asarray(head.kernel[...], np.float64)  # (features, outputs)
+  weight, bias = arrays[conv + ".weight"], arrays[conv + ".bias"]
+  arrays[conv + ".weight"] = np.ascontiguousarray(
+      np.einsum("fi...,fn->ni...", weight.astype(np.float64), h), weight.dtype)
+  arrays[conv + ".bias"] = np.ascontiguousarray(
+      bias.astype(np.float64) @ h + np.asarray(head.bias[...], np.float64), bias.dtype)
