@@ -171,6 +171,8 @@ def test_install_cell_installs_where_missing(tmp_path, monkeypatch):
   bin_dir = os.path.join(tmp_path, "bin")  # git alone on PATH
   os.makedirs(bin_dir)
   os.symlink(shutil.which("git"), os.path.join(bin_dir, "git"))
+  # IPython's %pip runs through $SHELL, or "sh" looked up on PATH where SHELL is unset (as in CI).
+  monkeypatch.setenv("SHELL", shutil.which("sh"))
   monkeypatch.setenv("PATH", bin_dir)
   monkeypatch.setenv("PIP_NO_INDEX", "1")
   monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip reads "0" as --no-build-isolation
