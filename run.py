@@ -1,5 +1,6 @@
 """Entry point: python run.py --config=experiments/<job>.py[:args] --workdir=DIR."""
 
+import os
 import re
 import sys
 
@@ -14,6 +15,13 @@ from rasd_jax.training import mesh
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a rerun resumes it.")
 flags.mark_flags_as_required(["config", "workdir"])
+# An explicit multi-process launch, as flags or as the variables they set (mesh.py).
+_LAUNCH = {
+    "JAX_COORDINATOR_ADDRESS": flags.DEFINE_string(
+        "coordinator_address", None, "host:port of process 0, in every process."),
+    "JAX_NUM_PROCESSES": flags.DEFINE_integer("num_processes", None, "Number of processes."),
+    "JAX_PROCESS_ID": flags.DEFINE_integer("process_id", None, "This process's id: 0, 1, ..."),
+}
 
 
 def _cause(e):
@@ -75,6 +83,9 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  for variable, flag in _LAUNCH.items():
+    if flag.value is not None:
+      os.environ[variable] = str(flag.value)
   try:
     mesh.initialize_distributed()
     jobs.get(config.job)(config, _WORKDIR.value)

@@ -1,4 +1,14 @@
-"""Pieces shared by the experiment configs."""
+"""Pieces shared by the experiment configs.
+
+Pre-training from 1 GPU to a pod: batch_size is the global batch, split over every device of
+every process. Any batch runs on any device count: it is split gcd(batch, devices) ways and
+each part is computed by devices / gcd devices at once (the job says so in one line), so the
+paper's batch gives the same run on 1 GPU, an 8-GPU node or a pod slice, the extra devices
+adding no speed. To use D devices fully, give a batch that is a multiple of D and scale the
+rest yourself (nothing is scaled for you): the learning rate by sqrt(new batch / paper's
+batch) (the square-root rule, a starting point for AdamW), and total_steps by paper's batch /
+new batch to see as many samples. Each pretrain config gives its numbers for a pod.
+"""
 
 import ml_collections
 

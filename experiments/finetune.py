@@ -84,6 +84,9 @@ def get_config(arg=None):
       folders="",          # custom classification: one folder per class
       skip_bad=False,      # skip (with a warning) cases that cannot be read
       threads=4,           # grain threads reading cases and making batches ahead
+      source="files",      # "files": read and prepare the cases above; "tfds": read them
+                           # prepared by `tfds build rasd_tasks` (rasd_jax.data.tfds_source)
+      tfds_dir="",         # source=tfds: the --data_dir of that build (a local folder)
   ))
   config.init = "scratch"      # or a pre-training workdir
   config.model = arg.model     # "" = the init workdir's model, or scratch_model

@@ -4,6 +4,10 @@ batch 16, AdamW lr 1e-5, weight decay 0.01 (9.6M sample-slots = 600k steps).
 python run.py --config=experiments/pretrain2d.py --workdir=W
 Arguments: runlocal (a small U-Net at 64^2, K=8, 500 steps, ~5 min on a 2-core CPU),
 model=NAME (e.g. swinunetr_base for the 2D SwinUNETR v2).
+
+From 1 GPU to a pod (the rule: experiments/common.py): any device count runs batch 16 as
+one device does; on 256 devices, --config.batch_size=256 --config.optim.lr=4e-5
+--config.total_steps=37500 sees as many samples.
 """
 
 from experiments import common

@@ -4,6 +4,10 @@ AdamW lr 1e-5, weight decay 0.01 (about 1.2M sample-slots = 300k steps).
 python run.py --config=experiments/pretrain3d.py --workdir=W
 Arguments: runlocal (a tiny model at 32^3, a few hundred steps on a 2-core CPU),
 model=NAME (any rasd_jax.models name, e.g. swinunetr_large or unet_tiny).
+
+From 1 GPU to a pod (the rule: experiments/common.py): any device count runs batch 4 as
+one device does; on 64 devices, --config.batch_size=64 --config.optim.lr=4e-5
+--config.total_steps=18750 sees as many samples.
 """
 
 from experiments import common

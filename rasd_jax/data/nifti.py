@@ -1,15 +1,28 @@
 """NIfTI files through nibabel."""
 
 import os
+import tempfile
 
+from etils import epath
 import nibabel as nib
 import numpy as np
 
+from rasd_jax import workdir as workdir_lib
+
 
 def save(path, array, affine=None):
-  """Writes `array` to `path` (.nii or .nii.gz) atomically: a reader, or a job killed
-  mid-write, never sees a partial file under the final name."""
-  affine = np.eye(4) if affine is None else affine
+  """Writes `array` to `path` (.nii or .nii.gz; local or cloud storage, gs://...) atomically:
+  a reader, or a job killed mid-write, never sees a partial file under the final name.
+  nibabel writes local files only, so a cloud file is written to a temporary folder first
+  and then uploaded whole (workdir.write_file)."""
+  image = nib.Nifti1Image(np.asarray(array), np.eye(4) if affine is None else affine)
+  path = os.fspath(path)
+  if workdir_lib.is_remote(path):
+    with tempfile.TemporaryDirectory() as folder:
+      local = os.path.join(folder, os.path.basename(path))
+      nib.save(image, local)
+      workdir_lib.write_file(path, epath.Path(local).read_bytes())
+    return
   tmp = path.replace(".nii", ".partial.nii")
-  nib.save(nib.Nifti1Image(np.asarray(array), affine), tmp)
+  nib.save(image, tmp)
   os.replace(tmp, path)

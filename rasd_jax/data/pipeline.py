@@ -324,15 +324,16 @@ def _class_members(samples):
   return np.split(order, starts[1:])
 
 
-def make_batch(task, samples, roi, batch_size, seed, step):
+def make_batch(task, samples, roi, batch_size, seed, step, block=()):
   """The training batch of `step`, a pure function of (seed, step): per element a random
-  `prepare`d sample through `augment`, with np.random.default_rng((seed, step)). A sample is
+  `prepare`d sample through `augment`, with np.random.default_rng((seed, step, *block)) (a
+  process's block of a batch fed by several: its index in `block`). A sample is
   drawn uniformly; with task.sampling.balanced (LUNA16) a class is drawn uniformly among the
   classes present, then a sample of it, so classes come 1:1 (the reference draws all positives
   and as many fresh negatives each epoch). Returns {'image': (B, *S, C) float32 channels-last,
   'label': (B, *roi) int32 for segmentation, (B,) int32 classes, (B, L) float32 multi-label
   targets or (B,) float32 values}."""
-  rng = np.random.default_rng((seed, step))
+  rng = np.random.default_rng((seed, step, *block))
   members = _class_members(samples) if task.sampling.balanced else None
   images, labels = [], []
   for _ in range(batch_size):

@@ -10,23 +10,32 @@ label int32 (*spatial), affine (4, 4) for NIfTI and DICOM, in RAS+ world millime
 convention; DICOM's LPS is converted), and the identity of size ndim + 1 for .npy, Pillow and
 single-frame DICOM files. Bad input raises ValueError (FileNotFoundError for a missing file)
 naming the file.
+
+Every path may be local or on cloud storage (gs://..., through etils.epath): folders are listed
+and lists read through epath, and a cloud file (or DICOM folder) is copied to a temporary
+folder for the library that reads it.
 """
 
 import collections
 import contextlib
 import csv
+import io
 import json
 import os
 import re
 import string
+import tempfile
 import warnings
 
+from etils import epath
 import grain
 import jax
 import nibabel as nib
 import numpy as np
 import pydicom
 from PIL import Image
+
+from rasd_jax import workdir as workdir_lib
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -39,13 +48,22 @@ ClassificationData.__doc__ = """entries: [{"image": path, "label": int or [0/1, 
 classes: the sorted class list; class_to_index: class -> label index."""
 
 
+def listdir(folder):
+  """The sorted names in `folder`, local or on cloud storage, hidden ones (".x") left out;
+  FileNotFoundError naming it when it is not a folder."""
+  path = epath.Path(folder)
+  if not path.is_dir():
+    raise FileNotFoundError(f"folder {folder} does not exist")
+  return sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+
+
 def _few(paths):
   shown = ", ".join(str(p) for p in paths[:_LISTED])
   return shown + (f" and {len(paths) - _LISTED} more" if len(paths) > _LISTED else "")
 
 
 def _check_exist(paths, source):
-  missing = [p for p in paths if not os.path.exists(p)]
+  missing = [p for p in paths if not epath.Path(p).exists()]
   if missing:
     raise FileNotFoundError(f"{len(missing)} file(s) listed in {source} do not exist: "
                             f"{_few(missing)}")
@@ -70,10 +88,9 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
   to `base_dir`, by default the json's folder; "image" and "label" come back absolute, other keys
   unchanged. With `check_files`, every listed file must exist.
   """
-  json_path = os.path.abspath(os.fspath(json_path))
+  json_path = workdir_lib.absolute(json_path)
   try:
-    with open(json_path) as f:
-      data = json.load(f)
+    data = json.loads(epath.Path(json_path).read_text())
   except FileNotFoundError:
     raise FileNotFoundError(f"dataset json {json_path} does not exist") from None
   except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -84,7 +101,7 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
   if not isinstance(data.get(section), list):
     sections = sorted(k for k, v in data.items() if isinstance(v, list))
     raise ValueError(f"dataset json {json_path} has no list {section!r}; its lists are {sections}")
-  base_dir = os.path.dirname(json_path) if base_dir is None else os.path.abspath(base_dir)
+  base_dir = os.path.dirname(json_path) if base_dir is None else workdir_lib.absolute(base_dir)
   entries = []
   for i, item in enumerate(data[section]):
     entry = {"image": item} if isinstance(item, str) else item
@@ -99,7 +116,7 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
       if not all(isinstance(p, str) for p in _as_list(value)):
         raise ValueError(f"{json_path}: {section}[{i}].{key} should be a path or a list of "
                          f"paths, got {value!r}")
-      joined = [os.path.normpath(os.path.join(base_dir, p)) for p in _as_list(value)]
+      joined = [workdir_lib.join(base_dir, p) for p in _as_list(value)]
       entry[key] = joined[0] if isinstance(value, str) else joined
     entries.append(entry)
   if check_files:
@@ -109,18 +126,16 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
 
 def _files_by_id(folder, pattern, what):
   """{id: path} of the files in `folder` whose name matches `pattern` (a regex with group id)."""
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(f"folder {folder} does not exist")
   files = {}
-  for name in sorted(os.listdir(folder)):
-    match = None if name.startswith(".") else re.fullmatch(pattern, name, re.IGNORECASE)
+  for name in listdir(folder):
+    match = re.fullmatch(pattern, name, re.IGNORECASE)
     if match is None:
       continue
     case = match.group("id")
     if case in files:
       raise ValueError(f"{folder} holds two {what} files for case {case!r}: "
                        f"{os.path.basename(files[case])} and {name}")
-    files[case] = os.path.join(folder, name)
+    files[case] = workdir_lib.join(folder, name)
   return files
 
 
@@ -138,7 +153,7 @@ def pairs_from_folders(image_dir, mask_dir, mask_suffix="", names=None):
   images and masks instead; in a folder holding both, a file matching the mask name is a mask.
   An image without a mask, or a mask without an image, is an error listing them.
   """
-  image_dir, mask_dir = os.path.abspath(image_dir), os.path.abspath(mask_dir)
+  image_dir, mask_dir = workdir_lib.absolute(image_dir), workdir_lib.absolute(mask_dir)
   if names is None:
     any_suffix = "(" + "|".join(re.escape(s) for s in PILLOW_SUFFIXES) + ")"
     image_pattern = "(?P<id>.+)" + any_suffix
@@ -234,7 +249,7 @@ def _load_dicom_series(folder):
   """A DICOM series folder as (1, columns, rows, slices), the voxel axes of its NIfTI conversion
   (dcm2niix, nibabel): slices sorted along the slice normal, values rescaled by slope/intercept,
   the affine from position, orientation and spacing, converted from LPS to RAS."""
-  names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+  names = listdir(folder)
   if not names:
     raise ValueError(f"DICOM series folder {folder} is empty")
   slices = []
@@ -281,9 +296,32 @@ def _load_dicom_series(folder):
   return volume[None], np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
+def _load_remote(path, as_label):
+  """_load of a file or DICOM folder on cloud storage, copied to a temporary folder first
+  (nibabel and pydicom series read local files); errors name `path`."""
+  with tempfile.TemporaryDirectory() as folder:
+    local = os.path.join(folder, path.rstrip("/").rsplit("/", 1)[-1])
+    source = epath.Path(path)
+    if not source.exists():
+      raise FileNotFoundError(f"{path} does not exist")
+    if source.is_dir():
+      os.makedirs(local)
+      for item in source.iterdir():
+        if item.is_file():
+          epath.Path(local, item.name).write_bytes(item.read_bytes())
+    else:
+      epath.Path(local).write_bytes(source.read_bytes())
+    try:
+      return _load(local, as_label)
+    except ValueError as e:
+      raise ValueError(str(e).replace(local, path)) from e
+
+
 def _load(path, as_label):
   """(channel-first array in the file's dtype, affine) of an image file or DICOM folder."""
   path = os.fspath(path)
+  if workdir_lib.is_remote(path):
+    return _load_remote(path, as_label)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist")
   lower = path.lower()
@@ -403,14 +441,14 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
   the columns. `regression`: the label is a float. `fieldnames`: the column names of a CSV
   without a header row; `where` {column: value}: only the rows holding those values.
   """
-  csv_path = os.path.abspath(os.fspath(csv_path))
+  csv_path = workdir_lib.absolute(csv_path)
   label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
   templates = [image_column] if isinstance(image_column, str) else list(image_column)
   image_columns = [c for t in templates for c in (_template_columns(t) if "{" in t else [t])]
-  if not os.path.exists(csv_path):
+  if not epath.Path(csv_path).exists():
     raise FileNotFoundError(f"CSV {csv_path} does not exist")
   with _reading(csv_path):
-    with open(csv_path, newline="") as f:
+    with io.StringIO(epath.Path(csv_path).read_bytes().decode(), newline="") as f:
       reader = csv.DictReader(f, fieldnames=fieldnames, delimiter=delimiter,
                               skipinitialspace=True)
       rows = list(reader)
@@ -473,12 +511,12 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
     classes = label_columns
     class_to_index = {c: i for i, c in enumerate(classes)}
     labels = [list(v) for v in zip(*columns_values)]
-  base_dir = os.path.dirname(csv_path) if base_dir is None else os.path.abspath(base_dir)
+  base_dir = os.path.dirname(csv_path) if base_dir is None else workdir_lib.absolute(base_dir)
 
   def image(row):
-    paths = [os.path.normpath(os.path.join(
+    paths = [workdir_lib.join(
         base_dir, t.format_map({c: row[c].strip() for c in _template_columns(t)})
-        if "{" in t else row[t].strip())) for t in templates]
+        if "{" in t else row[t].strip()) for t in templates]
     return paths[0] if isinstance(image_column, str) else paths
 
   entries = [{"image": image(row), "label": label} for (_, row), label in zip(rows, labels)]
@@ -492,11 +530,8 @@ def load_class_folders(root, classes=None, label_names=None):
   (READABLE_SUFFIXES); an empty class folder is an error. Without `classes`, the class is the
   folder name and classes are sorted; with `classes`, each folder name is looked up in
   `label_names` {name: index} (by default the class names) and another name is an error."""
-  root = os.path.abspath(os.fspath(root))
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f"folder {root} does not exist")
-  folders = sorted(d for d in os.listdir(root)
-                   if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+  root = workdir_lib.absolute(root)
+  folders = [d for d in listdir(root) if epath.Path(workdir_lib.join(root, d)).is_dir()]
   if not folders:
     raise ValueError(f"{root} holds no class folders")
   if classes is None:
@@ -504,16 +539,15 @@ def load_class_folders(root, classes=None, label_names=None):
   lookup = label_names or {c: i for i, c in enumerate(classes)}
   entries = []
   for name in folders:
-    folder = os.path.join(root, name)
+    folder = workdir_lib.join(root, name)
     if name not in lookup:
       raise ValueError(f"class folder {folder}: {name!r} is not a class of this data set; "
                        f"expected one of {sorted(lookup)}")
-    files = sorted(f for f in os.listdir(folder)
-                   if f.lower().endswith(READABLE_SUFFIXES) and not f.startswith("."))
+    files = [f for f in listdir(folder) if f.lower().endswith(READABLE_SUFFIXES)]
     if not files:
       raise ValueError(f"class folder {folder} holds no readable file "
                        f"({', '.join(READABLE_SUFFIXES)})")
-    entries += [{"image": os.path.join(folder, f), "label": lookup[name]} for f in files]
+    entries += [{"image": workdir_lib.join(folder, f), "label": lookup[name]} for f in files]
   return ClassificationData(entries, list(classes), {c: i for i, c in enumerate(classes)})
 
 

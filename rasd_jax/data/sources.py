@@ -8,6 +8,7 @@ splits.make_splits and `prepare_cases`.
 import json
 import warnings
 
+from etils import epath
 import grain
 
 from rasd_jax.data import pipeline
@@ -27,8 +28,7 @@ def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
   of the user's data: exactly one of json_path (segmentation), csv_path (classification;
   several comma-separated label columns: multi-label) or folders (one per class)."""
   if json_path:
-    with open(json_path) as f:
-      listed = json.load(f)
+    listed = json.loads(epath.Path(json_path).read_text())
     lists = {"train": readers.load_decathlon(json_path, "training")}
     for key, name in (("val", "validation"), ("test", "test")):
       has = isinstance(listed.get(name), list)
@@ -88,6 +88,6 @@ def prepare_cases(task, entries, threads, skip_bad=False, training=False):
   dataset = grain.MapDataset.source(list(entries)).map(one)
   samples = [s for s in dataset.to_iter_dataset(read_options(threads), allow_nones=True)
              if s is not None]
-  if not samples:
+  if entries and not samples:
     raise ValueError(f"none of the {len(entries)} cases could be read")
   return samples

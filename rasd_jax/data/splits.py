@@ -36,7 +36,9 @@ def make_splits(lists, *, source, folds=None, fold=0, hold_out=0.2, train_fracti
   - A missing split takes the first groups of the fixed permutation until it holds
     max(1, round(hold_out * n)) cases, n the training list's size: validation first, then test.
   - The remaining training cases are shuffled with `seed` and the first
-    max(1, ceil(train_fraction * n)) kept.
+    max(1, ceil(train_fraction * n)) kept (`training_subset`). `seed=None`: all of them, in
+    their listed order (what a prepared dataset stores; each run takes its subset:
+    data.tfds_source).
   - `test=False` (the reference's protocol: the best validation score is the result): no
     test split ("test" is None), an official test list is not used, and with `folds` the
     fold `fold` is the validation split.
@@ -45,8 +47,9 @@ def make_splits(lists, *, source, folds=None, fold=0, hold_out=0.2, train_fracti
   """
   if not 0 < hold_out < 1:
     raise ValueError(f"{source}: hold_out {hold_out} must be in (0, 1)")
-  if not 0 < train_fraction <= 1:
-    raise ValueError(f"{source}: train_fraction {train_fraction} must be in (0, 1]")
+  if not 0 < train_fraction <= 1 or (seed is None and train_fraction != 1):
+    raise ValueError(f"{source}: train_fraction {train_fraction} must be in (0, 1] (1 without "
+                     "a seed)")
   held_out_test = test
   listed, val = lists["train"] or [], lists.get("val") or None
   test = (lists.get("test") or None) if held_out_test else None
@@ -111,6 +114,13 @@ def make_splits(lists, *, source, folds=None, fold=0, hold_out=0.2, train_fracti
                      f"of patients in the official lists) in {len(groups)} groups leave "
                      f"{len(train)} to train on, {len(val)} to validate and {len(test)} to test; "
                      "add cases or official lists")
+  if seed is not None:
+    train = training_subset(train, train_fraction, seed)
+  return {"train": train, "val": val, "test": test}
+
+
+def training_subset(train, train_fraction, seed):
+  """The training cases a run uses: `train` shuffled with `seed`, the first
+  max(1, ceil(train_fraction * n)) kept."""
   train = [train[i] for i in np.random.default_rng(seed).permutation(len(train))]
-  return {"train": train[:max(1, math.ceil(train_fraction * len(train)))], "val": val,
-          "test": test}
+  return train[:max(1, math.ceil(train_fraction * len(train)))]

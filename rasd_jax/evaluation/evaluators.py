@@ -26,53 +26,58 @@ def dice_with_background(pred, target, num_classes):
   return float(np.mean(values))
 
 
-def score_segmentation(segment, weights, samples, task, background=False):
+def score_segmentation(segment, weights, samples, task, background=False, gather=list):
   """Dataset Dice/HD95/NSD over the foreground classes, per region where the task has
   regions (BraTS TC/WT/ET), and the task's extra_metrics (metrics.segmentation_extra_metrics:
   object F1, AJI, PQ, IoU, AUPR ...; instance maps from a sample's "instances"). segment:
   (weights, image (1, *S, C)) -> (label map (*S), foreground probability (*S)).
   `background`: "dice" is the mean over cases of dice_with_background (the reference's
-  fundus definition); the per-class values stay foreground-only."""
-  per_case, per_region = [], {name: [] for name in task.regions or {}}
-  extra_cases, with_background = [], []
+  fundus definition); the per-class values stay foreground-only. `gather`: this process's
+  per-case results -> every process's, in the cases' order (mesh.gather; with one process,
+  `samples` are all the cases)."""
+  cases = []
   for sample in samples:
     image = np.moveaxis(sample["image"], 0, -1)[None]
     pred, prob = (np.asarray(x) for x in segment(weights, image))
-    per_case.append(metrics.segmentation_metrics(
-        pred, sample["label"], task.num_classes, spacing=sample["spacing"]))
+    case = {"metrics": metrics.segmentation_metrics(
+        pred, sample["label"], task.num_classes, spacing=sample["spacing"])}
     if background:
-      with_background.append(dice_with_background(pred, sample["label"], task.num_classes))
-    for name, members in (task.regions or {}).items():
-      per_region[name].append(metrics.segmentation_metrics(
-          np.isin(pred, members).astype(np.int32),
-          np.isin(sample["label"], members).astype(np.int32), 2, spacing=sample["spacing"]))
+      case["with_background"] = dice_with_background(pred, sample["label"], task.num_classes)
+    case["regions"] = {name: metrics.segmentation_metrics(
+        np.isin(pred, members).astype(np.int32),
+        np.isin(sample["label"], members).astype(np.int32), 2, spacing=sample["spacing"])
+        for name, members in (task.regions or {}).items()}
     if task.extra_metrics:
-      extra_cases.append({"pred": pred, "target": sample["label"],
-                          "instances": sample.get("instances"),
-                          "prob": prob if "aupr" in task.extra_metrics else None})
-  summary = metrics.aggregate_segmentation(per_case, list(task.classes[1:]))
+      case["extra"] = {"pred": pred, "target": sample["label"],
+                       "instances": sample.get("instances"),
+                       "prob": prob if "aupr" in task.extra_metrics else None}
+    cases.append(case)
+  cases = gather(cases)
+  summary = metrics.aggregate_segmentation([c["metrics"] for c in cases],
+                                           list(task.classes[1:]))
   if background:
-    summary["dice"] = float(np.mean(with_background))
-  if per_region:
-    summary["regions"] = {name: metrics.aggregate_segmentation(cases, [name])
-                          for name, cases in per_region.items()}
+    summary["dice"] = float(np.mean([c["with_background"] for c in cases]))
+  if task.regions:
+    summary["regions"] = {name: metrics.aggregate_segmentation(
+        [c["regions"][name] for c in cases], [name]) for name in task.regions}
   if task.extra_metrics:
-    summary.update(metrics.segmentation_extra_metrics(task.extra_metrics, extra_cases,
-                                                      task.num_classes))
+    summary.update(metrics.segmentation_extra_metrics(
+        task.extra_metrics, [c["extra"] for c in cases], task.num_classes))
   return summary
 
 
-def score_pooled(score, weights, samples, task, batch_size):
+def score_pooled(score, weights, samples, task, batch_size, gather=list):
   """Classification / multi-label / regression metrics of the whole set, with the task's
   extra_metrics (QWK, detection F1). score: (weights, images (B, *S, C)) -> (B, N)
-  probabilities or values."""
-  outputs = []
+  probabilities or values; `gather` as in score_segmentation."""
+  cases = []
   for start in range(0, len(samples), batch_size):
     chunk = samples[start:start + batch_size]
     images = np.stack([np.moveaxis(s["image"], 0, -1) for s in chunk])
-    outputs.append(np.asarray(score(weights, images)))
-  outputs = np.concatenate(outputs)
-  labels = np.asarray([s["label"] for s in samples])
+    cases += zip(np.asarray(score(weights, images)), [s["label"] for s in chunk])
+  cases = gather(cases)
+  outputs = np.stack([output for output, _ in cases])
+  labels = np.asarray([label for _, label in cases])
   if task.kind == "classification":
     summary = metrics.classification_metrics(labels, outputs)
   elif task.kind == "multilabel":

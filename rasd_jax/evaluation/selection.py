@@ -8,9 +8,8 @@ always kept (a run has selected weights once it has evaluated).
 
 import json
 import math
-import os
-import shutil
 
+from etils import epath
 import jax
 
 from rasd_jax.evaluation import compare
@@ -29,15 +28,14 @@ class Best:
     W/best (of a run that stopped before its first checkpoint) is cleared."""
     self.metric = metric
     self._sign = -1.0 if compare.lower_is_better(metric) else 1.0
-    self._record = os.path.join(workdir, RECORD)
-    folder = os.path.join(workdir, BEST_DIR)
-    if not resumed and os.path.isdir(folder) and jax.process_index() == 0:
-      shutil.rmtree(folder)
+    self._record = epath.Path(workdir) / RECORD
+    folder = epath.Path(workdir) / BEST_DIR
+    if not resumed and folder.is_dir() and jax.process_index() == 0:
+      folder.rmtree()
     self._checkpointer = checkpoint.Checkpointer(folder, keep=1)
     self.step, self.summary, self._score = None, None, -math.inf
-    if resumed and os.path.exists(self._record) and self._checkpointer.latest_step():
-      with open(self._record) as f:
-        saved = json.load(f)
+    if resumed and self._record.exists() and self._checkpointer.latest_step():
+      saved = json.loads(self._record.read_text())
       self._take(saved["step"], saved["val"])
       log(f"best validation so far: step {self.step}, {metric} {self.value}")
 

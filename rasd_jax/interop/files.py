@@ -28,6 +28,8 @@ from etils import epath
 import ml_dtypes
 import numpy as np
 
+from rasd_jax import workdir as workdir_lib
+
 # Keys under which training scripts keep the weights: PyTorch Lightning and most scripts
 # (state_dict), MONAI bundles and timm (model), nnU-Net (network_weights), DINO (student).
 WRAPPER_KEYS = ("state_dict", "model", "network_weights", "net", "student")
@@ -426,7 +428,8 @@ def write_safetensors(path, arrays, metadata=None):
   bfloat16) and optional {str: str} metadata as a `.safetensors` file, readable by
   `safetensors.torch.load_file` and `safetensors.numpy.load_file`. Arrays are laid out as the
   safetensors library does (by decreasing element size, then key), so each one is aligned.
-  Everything is checked before the file is opened: a bad key or dtype leaves nothing behind."""
+  Everything is checked before the file is written, atomically (workdir.write_file; `path` local
+  or on cloud storage): a bad key or dtype, or a job killed mid-write, leaves nothing behind."""
   prepared = {}
   for key, value in arrays.items():
     if not isinstance(key, str) or key == "__metadata__":
@@ -452,11 +455,5 @@ def write_safetensors(path, arrays, metadata=None):
     offset += array.nbytes
   text = json.dumps(header, separators=(",", ":")).encode()
   text += b" " * (-len(text) % 8)  # The data starts 8-byte aligned.
-  file = epath.Path(path)
-  partial = file.parent / (file.name + ".partial")
-  with partial.open("wb") as f:
-    f.write(struct.pack("<Q", len(text)))
-    f.write(text)
-    for key in order:
-      f.write(np.ascontiguousarray(prepared[key]).tobytes())
-  partial.replace(file)
+  data = [np.ascontiguousarray(prepared[key]) for key in order]  # joined as buffers: one copy
+  workdir_lib.write_file(path, b"".join([struct.pack("<Q", len(text)), text, *data]))

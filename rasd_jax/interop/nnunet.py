@@ -24,6 +24,7 @@ the encoder). `state_dict` adds them, `strip_aliases` removes them (for `torch_l
 """
 
 import collections
+import io
 import json
 import os
 
@@ -31,6 +32,7 @@ from flax import nnx
 import numpy as np
 
 from rasd_jax import models
+from rasd_jax import workdir as workdir_lib
 from rasd_jax.interop import torch_layout
 from rasd_jax.models import resenc
 from rasd_jax.training import transfer
@@ -215,7 +217,8 @@ def write(out_dir, model, spec):
   """Writes into the folder `out_dir` the nnU-Net export of `model`, the network of `spec`:
   CHECKPOINT (torch.save of {'network_weights': state dict}), PLANS ({'configurations':
   {name: configuration}, 'rasd_jax': the spec}) and SCRIPT (adds the configuration to the
-  target's plans file). Returns the file names. Needs PyTorch."""
+  target's plans file). Returns the file names. Needs PyTorch. `out_dir` may be on cloud
+  storage (gs://...): each file is written whole through workdir.write_file."""
   import torch
 
   _settings(spec)
@@ -227,13 +230,13 @@ def write(out_dir, model, spec):
     if id(array) not in tensors:
       tensors[id(array)] = torch.from_numpy(array)
     network_weights[key] = tensors[id(array)]
-  torch.save({"network_weights": network_weights}, os.path.join(out_dir, CHECKPOINT))
+  buffer = io.BytesIO()
+  torch.save({"network_weights": network_weights}, buffer)
+  workdir_lib.write_file(os.path.join(out_dir, CHECKPOINT), buffer.getvalue())
   fragment = {"configurations": {configuration_name(spec): configuration(spec)},
               "rasd_jax": {k: v for k, v in spec.items() if k != "checkpoints"}}
-  with open(os.path.join(out_dir, PLANS), "w") as f:
-    json.dump(fragment, f, indent=4)
-  with open(os.path.join(out_dir, SCRIPT), "w") as f:
-    f.write(_SCRIPT)
+  workdir_lib.write_file(os.path.join(out_dir, PLANS), json.dumps(fragment, indent=4))
+  workdir_lib.write_file(os.path.join(out_dir, SCRIPT), _SCRIPT)
   return [CHECKPOINT, PLANS, SCRIPT]
 
 

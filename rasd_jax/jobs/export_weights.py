@@ -7,15 +7,18 @@ of the same tensors). format "nnunet": a ResEnc U-Net as nnU-Net v2's pre-traine
 (interop/nnunet.py; needs PyTorch). Both: OUT/card.json (network, constructor arguments,
 provenance: source workdir and step, its pre-training settings, the code version) and
 OUT/README.md (the same for people, and how to load it). The network is checked and
-converted before OUT is touched.
+converted before OUT is touched. OUT and the source may be on cloud storage (gs://...): each
+file is written whole through workdir.write_file.
 """
 
 import importlib.metadata
+import io
 import json
 import math
 import os
 import subprocess
 
+from etils import epath
 import jax
 
 import rasd_jax
@@ -57,11 +60,10 @@ def code_version():
 
 def provenance(source):
   """What the source workdir's config.json says about how the weights were made."""
-  path = os.path.join(source, "config.json")
-  if not os.path.exists(path):
+  path = epath.Path(source) / "config.json"
+  if not path.exists():
     return {}
-  with open(path) as f:
-    config = json.load(f)
+  config = json.loads(path.read_text())
   out = {"job": config.get("job")}
   if config.get("job") == "pretrain":
     out.update({k: config.get(k) for k in ("total_steps", "batch_size", "seed", "loss",
@@ -152,8 +154,9 @@ def _monai(config, spec):
     files.write_safetensors(os.path.join(out, "model.safetensors"), state,
                             metadata={"format": "pt"})
     if torch is not None:
-      torch.save({k: torch.from_numpy(v) for k, v in state.items()},
-                 os.path.join(out, "model.pt"))
+      buffer = io.BytesIO()
+      torch.save({k: torch.from_numpy(v) for k, v in state.items()}, buffer)
+      workdir_lib.write_file(os.path.join(out, "model.pt"), buffer.getvalue())
     return ["model.safetensors"] + (["model.pt"] if torch is not None else [])
 
   return info, loading, write
@@ -183,8 +186,7 @@ def run(config, workdir):
   workdir_lib.write_json(os.path.join(workdir, "card.json"), info)
   if jax.process_index() == 0:
     written = write(workdir)
-    with open(os.path.join(workdir, "README.md"), "w") as f:
-      f.write(readme(info, loading))
+    workdir_lib.write_file(os.path.join(workdir, "README.md"), readme(info, loading))
     args = ", ".join(f"{k}={v}" for k, v in info["constructor"].items())
     log(f"wrote {', '.join(os.path.join(workdir, w) for w in written)}: "
         f"{info['network']}({args})")

@@ -4,7 +4,8 @@
 
 The file is read (interop.files: no PyTorch, nothing in it is run) and matched against the
 network before the workdir is touched: a bad file, or a checkpoint of another network,
-dimensionality or size, is one line and W stays as it was.
+dimensionality or size, is one line and W stays as it was. The file and W may be on cloud
+storage (gs://...; the file is read through etils.epath).
 """
 
 import os
@@ -61,7 +62,6 @@ def run(config, workdir):
   finally:
     checkpointer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, REPORT), "w") as f:
-      f.write(text)
+    workdir_lib.write_file(os.path.join(workdir, REPORT), text)
   weights.write_spec(workdir, spec)  # Last: a workdir with model.json is complete.
   log(text.rstrip())

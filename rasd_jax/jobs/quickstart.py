@@ -24,10 +24,12 @@ W/runs/...; the engine Trainers (jitted step, probe step, sliding-window segment
 built once per task and shared by all its runs.
 """
 
+import io
 import json
 import os
 import time
 
+from etils import epath
 import jax
 import numpy as np
 
@@ -70,9 +72,12 @@ def run_one(trainers, data, workdir, name, init, n, seed, probe, pretrained, con
   record."""
   start = time.perf_counter()
   order = np.random.default_rng(seed).permutation(len(data["train"]))
+  mine = {"train": [data["train"][i] for i in order[:n]], "val": data["val"],
+          "test": data["test"]}
+  mine = {k: engine.share(trainers[probe].mesh, k, v) for k, v in mine.items()}
   results = engine.train_and_evaluate(
-      trainers[probe], workdir, train=[data["train"][i] for i in order[:n]], val=data["val"],
-      test=data["test"], seed=seed, total_steps=config.steps, eval_every=config.eval_every,
+      trainers[probe], workdir, **mine, seed=seed, total_steps=config.steps,
+      eval_every=config.eval_every,
       pretrained=pretrained if init == "pretrained" else None,
       checkpoint_every=config.steps, log_every=config.steps, threads=2,
       describe={"task": name, "init": init, "train_images": n, "seed": seed, "probe": probe})
@@ -103,17 +108,17 @@ def planned_runs(config):
 
 
 def read_runs(path):
-  if not os.path.exists(path):
+  path = epath.Path(path)
+  if not path.exists():
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def pretrain_summary(workdir):
   """{'seconds', 'first_loss', 'last_loss'} of the pretrain job, from its metrics.jsonl:
   seconds per step times steps over the logged intervals (compilation in the first)."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  text = (epath.Path(workdir) / "metrics.jsonl").read_text()
+  records = [json.loads(line) for line in text.splitlines() if line.strip()]
   seconds, previous = 0.0, 0
   for record in records:
     seconds += record["step_s"] * (record["step"] - previous)
@@ -163,8 +168,7 @@ def run(config, workdir):
       record = run_one(trainers, data, run_dir, name, init, n, seed, probe, pretrained,
                        config)
       if jax.process_index() == 0:
-        with open(path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+        workdir_lib.append_lines(path, [json.dumps(record) + "\n"])
       log(f"{name} {'probe ' if probe else ''}{init} n={n} seed={seed}: test dice "
           f"{record['test_dice']:.4f} (step {record['selected_step']}, "
           f"{record['seconds']:.0f} s)")
@@ -388,13 +392,15 @@ def report_plot(records, path):
     ax.set_title(f"{name}: learning curves")
     ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
+  workdir_lib.write_file(path, png.getvalue())
 
 
 def write_report(config, workdir, records, pretrain, wall):
   """W/report.md and W/report.png."""
-  with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write(report_markdown(config, records, pretrain, wall))
+  workdir_lib.write_file(os.path.join(workdir, "report.md"),
+                         report_markdown(config, records, pretrain, wall))
   report_plot(records, os.path.join(workdir, "report.png"))
   log(f"wrote {os.path.join(workdir, 'report.md')} and report.png")

@@ -2,9 +2,10 @@
 seeds, and summarise pre-trained against scratch, paired by seed.
 
 1. `config.tasks` holds one finetune config per task (experiments/suite.py). A registry task
-   reads data_root/NAME unless its data.dir is set; a task whose data does not list
-   (tasks.load_splits raises, or a custom task's file is missing) is skipped and reported
-   with the layout it expects.
+   reads data_root/NAME unless its data.dir is set; with `tfds_dir`, every task reads its
+   prepared dataset there instead (data.source=tfds, data.tfds_dir). A task whose data does
+   not list (tasks.load_splits raises, a custom task's file is missing, no dataset built for
+   it) is skipped and reported with the layout it expects.
 2. Per task, seed and init: S/TASK/scratch/seedK and S/TASK/pretrained/seedK, each a run of
    the fine-tuning engine (resumed if it was cut short, skipped if its results.json is
    there) with W/wall.json (the seconds of the invocation that finished it). `init` is
@@ -26,6 +27,7 @@ import math
 import os
 import time
 
+from etils import epath
 import jax
 
 from rasd_jax.data import sources
@@ -49,7 +51,7 @@ def _check(config):
     raise ValueError(f"seeds = {config.seeds}: must be >= 1")
   unplaced = [name for name, task in config.tasks.items()
               if task.task != "custom" and not task.data.dir]
-  if unplaced and not config.data_root:
+  if unplaced and not config.data_root and not config.tfds_dir:
     raise ValueError(f"registry tasks read their data from data_root/NAME: give data_root "
                      f"(--config.data_root=DIR) or each one's data.dir ({unplaced[0]} has none)")
 
@@ -103,6 +105,9 @@ def run_config(config, name, init, seed):
     run.data.dir = run.data.dir or os.path.join(config.data_root, name)
     # The suite's fold, for tasks with folds; a task's own data.fold (not 0) wins.
     run.data.fold = run.data.fold or (config.fold if tasks.get(run.task).folds > 1 else 0)
+  if config.tfds_dir:
+    run.data.source = "tfds"
+    run.data.tfds_dir = run.data.tfds_dir or config.tfds_dir
   run.init, run.seed = init, seed
   return run
 
@@ -110,10 +115,18 @@ def run_config(config, name, init, seed):
 def data_problem(config, name):
   """Why task `name` cannot run (its data does not list), or None."""
   run = run_config(config, name, "scratch", 0)
+  if run.data.source == "tfds":
+    from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
+    try:
+      tfds_source.find(run.data.tfds_dir, tfds_source.run_recipe(run))
+    except ValueError as e:
+      return str(e)
+    return None
   if run.task == "custom":
     key = next(k for k in sources.CUSTOM_SOURCES if run.data[k])
-    exists = os.path.isdir if key == "folders" else os.path.isfile
-    return None if exists(run.data[key]) else f"data.{key} {run.data[key]!r} does not exist"
+    exists = epath.Path.is_dir if key == "folders" else epath.Path.is_file
+    return (None if exists(epath.Path(run.data[key]))
+            else f"data.{key} {run.data[key]!r} does not exist")
   try:
     tasks.load_splits(run.task, run.data.dir, fold=run.data.fold)
   except (FileNotFoundError, ValueError) as e:
@@ -126,10 +139,8 @@ def run_dir(workdir, name, init_name, seed):
 
 
 def _read(path):
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  path = epath.Path(path)
+  return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_results(path):
@@ -227,8 +238,9 @@ def summary_markdown(config, rows):
   ran = [r for r in rows if r["problem"] is None]
   lines = [
       "# Suite: pre-trained vs scratch", "",
-      f"- init: {config.init}; seeds 0-{config.seeds - 1}; data_root: "
-      f"{config.data_root or '(each task its data.dir)'}.",
+      f"- init: {config.init}; seeds 0-{config.seeds - 1}; "
+      + (f"prepared datasets (tfds) in {config.tfds_dir}." if config.tfds_dir else
+         f"data_root: {config.data_root or '(each task its data.dir)'}."),
       "- Per task its selection metric (test split; the best validation score with "
       "evaluation 'paper'), mean ± sd over seeds; pre - scratch is the difference paired by "
       "seed, with its 95% t interval (seeds - 1 degrees of freedom). For mae, rmse and hd95 "
@@ -300,9 +312,7 @@ def summary_png(rows):
 def _write(path, data):
   """`data` (str or bytes) to `path` atomically, on process 0."""
   if jax.process_index() == 0:
-    with open(path + ".tmp", "wb" if isinstance(data, bytes) else "w") as f:
-      f.write(data)
-    os.replace(path + ".tmp", path)
+    workdir_lib.write_file(path, data)
 
 
 def write_summary(config, workdir, runs, missing):

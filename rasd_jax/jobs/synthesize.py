@@ -1,12 +1,15 @@
 """Export synthetic samples: NIfTI image/label pairs, a montage and the config.
 
 Sample n is sample n of step 0 (pure function of seed and n), so a restarted job skips
-the samples already on disk and writes exactly what an uninterrupted one would.
+the samples already on disk and writes exactly what an uninterrupted one would. The workdir
+may be on cloud storage (gs://...): files are written and listed through etils.epath.
 """
 
+import io
 import os
 import time
 
+from etils import epath
 import jax
 import numpy as np
 import tqdm
@@ -37,7 +40,7 @@ def run(config, workdir):
     raise ValueError(f"num = {config.num}: the number of samples must be >= 1")
   workdir_lib.prepare(workdir, config, may_change=("num",))
   folder = os.path.join(workdir, "samples")
-  os.makedirs(folder, exist_ok=True)
+  workdir_lib.makedirs(folder)
   names = ["image", "label"] + (["image2"] if spec.paired_views else [])
 
   mesh = mesh_lib.make_mesh()
@@ -48,9 +51,15 @@ def run(config, workdir):
   write = jax.process_index() == 0
 
   first_batch = None
-  todo = [b for b in range(-(-config.num // batch))
-          if not all(os.path.exists(p) for n in range(b * batch, min((b + 1) * batch, config.num))
-                     for p in _paths(folder, n, names).values())]
+  samples = epath.Path(folder)
+  done = {p.name for p in samples.iterdir()} if samples.exists() else set()  # one listing
+  missing = np.asarray([not all(os.path.basename(p) in done
+                                 for n in range(b * batch, min((b + 1) * batch, config.num))
+                                 for p in _paths(folder, n, names).values())
+                         for b in range(-(-config.num // batch))])
+  # Process 0's view: the others may list the folder after it has begun writing, and every
+  # process must generate the same batches.
+  todo = np.flatnonzero(multihost_utils.broadcast_one_to_all(missing)).tolist()
   for b in tqdm.tqdm(todo, desc="synthesize", unit="batch", disable=not write):
     start = time.perf_counter()
     # Every process generates its shards; process 0 gathers and writes them.
@@ -74,5 +83,7 @@ def run(config, workdir):
     first_batch = multihost_utils.process_allgather(generate(config.seed, 0, 0), tiled=True)
   if write:
     shown = min(config.num, batch, config.montage_samples)
+    png = io.BytesIO()
     montage.montage(first_batch["image"][:shown, ..., 0], first_batch["label"][:shown],
-                    spec.num_labels).save(os.path.join(workdir, "montage.png"))
+                    spec.num_labels).save(png, format="PNG")
+    workdir_lib.write_file(os.path.join(workdir, "montage.png"), png.getvalue())

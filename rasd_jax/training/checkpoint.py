@@ -6,11 +6,11 @@ run expects first, so a checkpoint of another model or shape is an error that na
 first differences, never a crash inside Orbax, and never overwritten.
 """
 
-import os
-
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
+
+from rasd_jax import workdir as workdir_lib
 
 _ITEM = "default"  # the folder of a step's one item, as CheckpointManager names it
 
@@ -28,11 +28,13 @@ def _shapes(tree):
 
 
 class Checkpointer:
+  """Checkpoints in `directory`: a local folder or any path etils.epath opens (gs://...),
+  which Orbax (tensorstore underneath) writes directly."""
 
   def __init__(self, directory, keep=3):
     if keep < 1:
       raise ValueError(f"keep_checkpoints = {keep}: must keep at least one checkpoint")
-    self.directory = os.path.abspath(directory)
+    self.directory = workdir_lib.as_path(directory)
     try:
       self._manager = ocp.CheckpointManager(
           self.directory, item_handlers=ocp.StandardCheckpointHandler(),
@@ -41,7 +43,8 @@ class Checkpointer:
           enable_async_checkpointing=True,
           cleanup_tmp_directories=True))  # Partial saves of a killed run.
     except OSError as e:
-      raise ValueError(f"cannot create the checkpoint folder {self.directory!r}: {e}") from None
+      raise ValueError(
+          f"cannot create the checkpoint folder {str(self.directory)!r}: {e}") from None
 
   def latest_step(self):
     return self._manager.latest_step()
@@ -63,7 +66,7 @@ class Checkpointer:
     problems.sort(key=lambda p: not p.startswith("params/"))  # The model's own first.
     if problems:
       raise ValueError(
-          f"the checkpoint {os.path.join(self.directory, str(step))} holds another model or "
+          f"the checkpoint {self.directory / str(step)} holds another model or "
           f"shape ({len(problems)} differences, e.g. {problems[:3]}); it is left as it is. "
           "Use a new --workdir.")
 
@@ -79,7 +82,7 @@ class Checkpointer:
     checkpoint of `step`: the others (the optimiser's moments) are never read."""
     step = self.latest_step() if step is None else step
     self._check(step, abstract, partial=True)
-    path = os.path.join(self.directory, str(step), _ITEM)
+    path = self.directory / str(step) / _ITEM
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
     with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
       return reader.restore(path, args=ocp.args.PyTreeRestore(

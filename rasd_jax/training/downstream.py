@@ -23,15 +23,11 @@ from jax.sharding import PartitionSpec as P
 from rasd_jax.evaluation import sliding_window
 from rasd_jax.objectives import classification
 from rasd_jax.objectives import segmentation
+from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import state as state_lib
 from rasd_jax.training.checkpoint import path_name
 
 OUTPUTS = ("softmax", "sigmoid", "classification", "multilabel", "regression")
-
-
-def batch_sharding(mesh):
-  """The batch's sharding: the leading (batch) axis split over 'data'."""
-  return NamedSharding(mesh, P("data"))
 
 
 def loss(output, logits, labels):
@@ -86,7 +82,7 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=Fal
     return new_state, metrics
 
   shardings = jax.tree.map(lambda s: s.sharding, abstract_state)
-  data = batch_sharding(mesh)
+  data = mesh_lib.batch_sharding(mesh)
   return jax.jit(step, in_shardings=(shardings, {"image": data, "label": data}),
                  out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
 

@@ -31,6 +31,7 @@ import json
 import math
 import os
 
+from etils import epath
 from flax import nnx
 import grain
 import jax
@@ -57,8 +58,10 @@ from rasd_jax.training import weights as weights_lib
 from rasd_jax import workdir as workdir_lib
 from rasd_jax.workdir import log
 
+# data.source / data.tfds_dir: the built dataset holds the cases the files give.
 MAY_CHANGE = ("total_steps", "total_epochs", "checkpoint_every", "keep_checkpoints",
-              "log_every", "eval_every_steps", "eval_every_epochs", "data.threads")
+              "log_every", "eval_every_steps", "eval_every_epochs", "data.threads",
+              "data.source", "data.tfds_dir")
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 EVALUATIONS = ("heldout", "paper")
 RESULTS = "results.json"
@@ -88,6 +91,7 @@ class Trainer:
   step: object
   evaluate: object
   batch_size: int
+  mesh: object
 
 
 def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, overlap=0.5,
@@ -95,7 +99,7 @@ def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, ove
   """The Trainer of the network `spec` (weights.build) on `task` with the optimiser config
   `optim` over `total_steps` steps; `probe` trains the head alone; `evaluation` "paper":
   the reference's metric definitions (the module docstring)."""
-  mesh = mesh or mesh_lib.make_mesh()
+  mesh = mesh or mesh_lib.make_mesh(batch_size)
   tx, schedule = optimizer.make(optim, total_steps)
   if probe:
     tx = downstream.probe_tx(tx)
@@ -104,16 +108,47 @@ def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, ove
   output = spec["output"]
   step = downstream.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule,
                               output=output, probe=probe)
+  # Each process scores its share of the cases (`share`) on one of its devices with its own
+  # copy of the weights; the per-case results are gathered before they are summarised.
   if spec["pooled"]:
     score = downstream.make_score(graphdef, output)
     evaluate = lambda weights, samples: evaluators.score_pooled(  # noqa: E731
-        score, weights, samples, task, batch_size)
+        score, mesh_lib.local_copy(weights), samples, task, batch_size, mesh_lib.gather)
   else:
     segment = downstream.make_segment(graphdef, task.roi, overlap, output)
     background = evaluation == "paper" and task.preprocessing.get("template") == "fundus"
     evaluate = lambda weights, samples: evaluators.score_segmentation(  # noqa: E731
-        segment, weights, samples, task, background=background)
-  return Trainer(spec, task, graphdef, abstract, init, step, evaluate, batch_size)
+        segment, mesh_lib.local_copy(weights), samples, task, background=background,
+        gather=mesh_lib.gather)
+  return Trainer(spec, task, graphdef, abstract, init, step, evaluate, batch_size, mesh)
+
+
+def _part(mesh, split, n):
+  """(index, count): this process's part of the `n` cases of `split` is every count-th from
+  the index-th."""
+  if split == "train":
+    index, count = mesh_lib.data_share(mesh)
+    return (0, 1) if n < count else (index, count)
+  return jax.process_index(), jax.process_count()
+
+
+def share(mesh, split, items):
+  """This process's part of a split's cases (entries to read, or prepared samples), which is
+  what `train_and_evaluate` takes. Training cases are dealt out over the blocks of the batch
+  that the processes feed (mesh_lib.data_share; every block has them all when there are
+  fewer cases than blocks), validation and test cases over the processes (each scores its
+  own; the results are gathered). With one process: all of them."""
+  index, count = _part(mesh, split, len(items))
+  return items[index::count]
+
+
+def _sizes(mesh, split, data):
+  """{split: the number of cases prepared over all processes} (skip_bad may have dropped
+  some), from each process's `share` of `split` prepared as `data`."""
+  parts = mesh_lib.gather([{k: (_part(mesh, k, len(split[k])), len(v))
+                            for k, v in data.items() if v is not None}])
+  return {k: None if v is None else sum(dict(p[k] for p in parts).values())
+          for k, v in data.items()}
 
 
 def initial_state(trainer, seed, pretrained=None):
@@ -142,10 +177,12 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
   """One fine-tuning run in `workdir` (resumed if it holds one); returns its results, also
   written to W/results.json: the fields of `describe` (what the caller says of the run),
   selection metric, selected step, val and test summaries, the validation curve; None when
-  a signal stopped it. train / val / test: prepared samples; test may be None (evaluation
-  "paper": no test split)."""
+  a signal stopped it. train / val / test: this process's `share` of the prepared samples;
+  test may be None (evaluation "paper": no test split). Each process makes its block of a
+  batch (pipeline.make_batch of its training share, keyed by its block where there are
+  several)."""
   task = trainer.task
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.makedirs(workdir)
   weights_lib.write_spec(workdir, trainer.spec)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=keep_checkpoints)
@@ -157,18 +194,18 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
         text = transfer.summary(report)
         log(text)
         if jax.process_index() == 0:
-          with open(os.path.join(workdir, "transfer.txt"), "w") as f:
-            f.write(text + "\n")
+          workdir_lib.write_file(os.path.join(workdir, "transfer.txt"), text + "\n")
       return state
 
     first_step, state = checkpointer.start(trainer.abstract, create)
     best = selection.Best(workdir, task.metrics[0], resumed=first_step > 0)
     if first_step < total_steps:
-      sharding = downstream.batch_sharding(mesh_lib.make_mesh())
+      block, blocks = mesh_lib.data_share(trainer.mesh)
       made = grain.MapDataset.range(first_step, total_steps).map(
-          lambda s: pipeline.make_batch(task, train, task.roi, trainer.batch_size, seed, s)
+          lambda s: pipeline.make_batch(task, train, task.roi, trainer.batch_size // blocks,
+                                        seed, s, block=() if blocks == 1 else (block,))
       ).to_iter_dataset(sources.read_options(threads))
-      batches = (jax.device_put(b, sharding) for b in made)
+      batches = (mesh_lib.process_batch(trainer.mesh, b, trainer.batch_size) for b in made)
       writer = metrics_lib.MetricsWriter(workdir, tensorboard=True, resume_step=first_step)
       val_writer = metrics_lib.MetricsWriter(workdir, resume_step=first_step,
                                              filename="val_metrics.jsonl")
@@ -202,28 +239,35 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
 
 def _curve(workdir, metric):
   """[[step, validation value], ...] from W/val_metrics.jsonl."""
-  path = os.path.join(workdir, "val_metrics.jsonl")
-  with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  text = (epath.Path(workdir) / "val_metrics.jsonl").read_text()
+  records = [json.loads(line) for line in text.splitlines() if line.strip()]
   return [[r["step"], r.get(metric)] for r in records]
 
 
 def _check(config):
+  if config.data.source not in ("files", "tfds"):
+    raise ValueError(f"data.source {config.data.source!r}: 'files' or 'tfds'")
+  from_files = config.data.source == "files"
+  if not from_files and not config.data.tfds_dir:
+    raise ValueError("data.source=tfds needs data.tfds_dir: the --data_dir `tfds build` wrote "
+                     "the prepared cases to (--config.data.tfds_dir=PATH)")
   if config.task != "custom":
     tasks.get(config.task)  # an unknown name: an error with the closest names
-    if not config.data.dir:
+    if from_files and not config.data.dir:
       raise ValueError(f"task={config.task} needs data.dir: the folder holding the dataset "
                        "in its official layout (--config.data.dir=PATH)")
   else:
     given = [k for k in sources.CUSTOM_SOURCES if config.data[k]]
-    if len(given) != 1:
+    if from_files and len(given) != 1:
       raise ValueError("task=custom needs exactly one of data.json (a Decathlon dataset.json), "
                        "data.csv (image and label columns) or data.folders (one folder per "
                        f"class); got {given or 'none'}")
-    path = config.data[given[0]]
-    exists = os.path.isdir if given[0] == "folders" else os.path.isfile
-    if not exists(path):
-      raise ValueError(f"data.{given[0]} {path!r} does not exist")
+    if from_files:
+      path = config.data[given[0]]
+      exists = epath.Path.is_dir if given[0] == "folders" else epath.Path.is_file
+      workdir_lib.check_storage(path)
+      if not exists(epath.Path(path)):
+        raise ValueError(f"data.{given[0]} {path!r} does not exist")
     if config.data.fold:
       raise ValueError(f"data.fold = {config.data.fold}: task=custom has no folds (only 0)")
   for key in ("batch_size", "checkpoint_every", "log_every"):
@@ -238,7 +282,7 @@ def _check(config):
     raise ValueError(f"train_fraction = {config.train_fraction}: must be in (0, 1]")
   if config.num_classes < 0 or config.num_classes == 1:
     raise ValueError(f"num_classes = {config.num_classes}: 0 (infer) or >= 2")
-  if config.init != "scratch" and not os.path.isdir(config.init):
+  if config.init != "scratch" and not epath.Path(config.init).is_dir():
     raise ValueError(f"init {config.init!r} is neither 'scratch' nor a pre-training workdir "
                      "or checkpoint folder (W/checkpoints/STEP)")
   if config.model:
@@ -251,7 +295,14 @@ def _check(config):
 
 def _cases(config):
   """(task, {'train', 'val', 'test'} entries; test None with evaluation 'paper'): the lists
-  and splits, checked before anything is written or read in full."""
+  and splits, checked before anything is written or read in full. data.source "tfds": the
+  task of the dataset built in data.tfds_dir for this run's task, fold, roi and splits, and
+  its cases (tfds_source.Record)."""
+  if config.data.source == "tfds":
+    from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
+    path = tfds_source.find(config.data.tfds_dir, tfds_source.run_recipe(config))
+    return (tfds_source.task_of(path, config.roi),
+            tfds_source.records(path, config.train_fraction, config.seed))
   if config.task != "custom":
     task = tasks.get(config.task)
     task = dataclasses.replace(task, roi=sources.expand_roi(config.roi, task.ndim))
@@ -272,7 +323,12 @@ def _cases(config):
 
 
 def _data(config, task, split):
-  """The prepared samples of each split (training ones with their crop margin)."""
+  """The prepared samples of each split (training ones with their crop margin): read from
+  the files, or with data.source "tfds" from the built dataset."""
+  if config.data.source == "tfds":
+    from rasd_jax.data import tfds_source
+    return {k: None if v is None else tfds_source.read(v, config.data.threads)
+            for k, v in split.items()}
   return {k: None if v is None else sources.prepare_cases(
       task, v, config.data.threads, config.data.skip_bad, training=k == "train")
           for k, v in split.items()}
@@ -312,8 +368,10 @@ def finetune(config, workdir):
   _check(config)
   task, split = _cases(config)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
-  data = _data(config, task, split)
-  sizes = {k: None if v is None else len(v) for k, v in data.items()}
+  mesh = mesh_lib.make_mesh(config.batch_size)
+  data = _data(config, task, {k: None if v is None else share(mesh, k, v)
+                              for k, v in split.items()})
+  sizes = _sizes(mesh, split, data)
   per_epoch = math.ceil(sizes["train"] * config.patches_per_case / config.batch_size)
   total = steps("total", config.total_steps, config.total_epochs, per_epoch)
   eval_every = max(1, min(total, steps("eval_every", config.eval_every_steps,
@@ -327,11 +385,11 @@ def finetune(config, workdir):
       f"{eval_every}")
   trainer = make_trainer(spec, task, optim, total, batch_size=config.batch_size,
                          probe=config.probe, overlap=config.overlap,
-                         evaluation=config.evaluation)
+                         evaluation=config.evaluation, mesh=mesh)
   log(f"model {spec['model']} ({task.ndim}D), head {config.head}"
       f"{', linear probe' * config.probe}: "
       f"{models.count_params(spec['model'], task.ndim, task.in_channels, spec['out_channels']):,}"
-      f" backbone parameters; {jax.device_count()} devices, {jax.process_count()} processes")
+      f" backbone parameters; {mesh_lib.describe(mesh, config.batch_size)}")
   class_names = list(task.classes[1:] if task.kind == "segmentation" else task.classes)
   describe = {"task": config.task, "kind": task.kind, "modality": task.modality_group,
               "init": config.init, "model": spec["model"], "head": config.head,

@@ -108,7 +108,7 @@ def train(config, workdir):
   """The pretrain job: trains `config` in `workdir`, resuming it."""
   _check(config)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
-  mesh = mesh_lib.make_mesh()
+  mesh = mesh_lib.make_mesh(config.batch_size)
   spec = synthesis.make_spec(config.synthesis)
   tx, schedule = optimizer.make(config.optim, config.total_steps)
   make_model = model_factory(config)
@@ -119,7 +119,7 @@ def train(config, workdir):
                                    out_channels=config.out_channels))
   log(f"model {config.model} ({spec.ndim}D): "
       f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
-      f" parameters; {mesh.shape['data']} devices, {jax.process_count()} processes")
+      f" parameters; {mesh_lib.describe(mesh, config.batch_size)}")
 
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints)

@@ -15,6 +15,7 @@ partial restore, so a finished run's optimiser moments are never loaded (DESIGN.
 import json
 import os
 
+from etils import epath
 from flax import nnx
 import jax
 from jax.sharding import NamedSharding
@@ -24,6 +25,7 @@ from rasd_jax import models
 from rasd_jax.evaluation import selection
 from rasd_jax.training import checkpoint
 from rasd_jax.training import mesh as mesh_lib
+from rasd_jax import workdir as workdir_lib
 
 SPEC_FILE = "model.json"
 NETWORKS = ("backbone", "downstream")
@@ -34,16 +36,13 @@ def write_spec(workdir, spec):
   if spec["network"] not in NETWORKS:
     raise ValueError(f"network {spec['network']!r}: one of {NETWORKS}")
   if jax.process_index() == 0:
-    path = os.path.join(workdir, SPEC_FILE)
-    with open(path + ".tmp", "w") as f:
-      json.dump(spec, f, indent=2)
-    os.replace(path + ".tmp", path)
+    workdir_lib.write_file(epath.Path(workdir) / SPEC_FILE, json.dumps(spec, indent=2))
 
 
 def split_path(path):
   """(workdir, step or None): `path` is a workdir or one of its checkpoint folders
-  (W/checkpoints/STEP)."""
-  parent, name = os.path.split(os.path.normpath(path))
+  (W/checkpoints/STEP), local or on cloud storage."""
+  parent, name = os.path.split(workdir_lib.join(path, "."))
   if name.isdigit() and os.path.basename(parent) == "checkpoints":
     return os.path.dirname(parent), int(name)
   return path, None
@@ -53,13 +52,13 @@ def read_spec(path):
   """W/model.json of the workdir `path` names, with "step": the checkpoint load_model
   reads (the one `path` names, else the latest of the spec's folder)."""
   workdir, step = split_path(path)
-  spec_path = os.path.join(workdir, SPEC_FILE)
-  if not os.path.exists(spec_path):
+  workdir_lib.check_storage(workdir)
+  spec_path = epath.Path(workdir) / SPEC_FILE
+  if not spec_path.exists():
     raise ValueError(f"{path!r} is not a workdir with trained weights: no {SPEC_FILE} in "
                      f"{workdir!r}")
-  with open(spec_path) as f:
-    spec = json.load(f)
-  if not os.path.isdir(os.path.join(workdir, spec["checkpoints"])):
+  spec = json.loads(spec_path.read_text())
+  if not (epath.Path(workdir) / spec["checkpoints"]).is_dir():
     raise ValueError(f"{workdir!r} holds no weights yet (no {spec['checkpoints']}/)")
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, spec["checkpoints"]))
   try:

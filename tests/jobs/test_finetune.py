@@ -18,17 +18,15 @@ TINY = ["--config.model=unet_tiny", "--config.total_steps=12", "--config.eval_ev
         "--config.checkpoint_every=6", "--config.batch_size=2", "--config.log_every=3"]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  """dataset.json with 3 training, 1 validation and 1 test case, each a 48x48 patch of
-  another axial slice."""
+def write_dataset(root, train=3, val=1, test=1):
+  """A Decathlon folder in `root` (its dataset.json's path): `train`, `val` and `test` cases,
+  each a 48x48 patch of another axial slice of the MNI152 brain tissue demo."""
   from rasd_jax.data import demo
   task = demo.brain_tissue()
-  root = tmp_path_factory.mktemp("decathlon")
   os.makedirs(root / "images"), os.makedirs(root / "labels")
-  corners = [(60, 70, 70), (70, 100, 80), (80, 80, 90), (90, 90, 100), (100, 75, 110)]
   names = []
-  for i, (x, y, z) in enumerate(corners):
+  for i in range(train + val + test):
+    x, y, z = 60 + 10 * i % 80, (70, 100, 80, 90, 75)[i % 5], 70 + 10 * i
     box = (slice(x, x + 48), slice(y, y + 48), z)
     name = f"case{i}.nii.gz"
     nib.save(nib.Nifti1Image(task.image[0][box].astype(np.float32), task.affine),
@@ -37,11 +35,17 @@ def dataset(tmp_path_factory):
              root / "labels" / name)
     names.append({"image": f"images/{name}", "label": f"labels/{name}"})
   labels = {str(i): n for i, n in enumerate(task.class_names)}
-  data = {"name": "tiny", "labels": labels, "training": names[:3], "validation": names[3:4],
-          "test": names[4:]}
+  data = {"name": "tiny", "labels": labels, "training": names[:train],
+          "validation": names[train:train + val], "test": names[train + val:]}
   with open(root / "dataset.json", "w") as f:
     json.dump(data, f)
   return str(root / "dataset.json")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  """dataset.json with 3 training, 1 validation and 1 test case."""
+  return write_dataset(tmp_path_factory.mktemp("decathlon"))
 
 
 def run(workdir, *overrides, check=True, config="experiments/finetune.py:task=custom,runlocal"):

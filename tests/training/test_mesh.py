@@ -26,4 +26,5 @@ def test_multi_process_launch(monkeypatch, env, expected):
 
 def test_mesh_spans_every_device():
   m = mesh.make_mesh()
-  assert m.axis_names == ("data",) and m.devices.size == len(jax.devices())
+  assert m.axis_names == ("replica", "data") and dict(m.shape) == {
+      "replica": 1, "data": len(jax.devices())}

@@ -27,12 +27,18 @@ Every layout: "group", a regular expression with one (group), searched in each c
 image path relative to the data dir (with /): the text it captures is the case's patient, so
 that cases of one patient never land in two splits (splits.make_splits). A path it does not
 match is an error. Shared, or per split where a split is a dict.
+
+The data dir may be local or on cloud storage (gs://...): folders are listed and list files
+read through etils.epath (readers.listdir), and readers copies each cloud file it reads.
 """
 
 import json
 import os
 import re
 
+from etils import epath
+
+from rasd_jax import workdir as workdir_lib
 from rasd_jax.data import readers
 from rasd_jax.data.tasks import registry
 from rasd_jax.data.tasks.schema import SPLITS, split_specs
@@ -53,12 +59,12 @@ def load_splits(task, data_dir, fold=0):
   task = registry.get(task) if isinstance(task, str) else task
   if task.files is None:
     raise ValueError(f"task {task.name!r} has no files layout to list its cases from")
-  data_dir = os.path.abspath(os.fspath(data_dir))
+  data_dir = workdir_lib.absolute(data_dir)
   expects = f"task {task.name!r} expects the {task.layout} layout: {task.layout_notes}"
   if not 0 <= fold < task.folds:
     has = f"{task.folds} folds (0-{task.folds - 1})" if task.folds > 1 else "no folds (only 0)"
     raise ValueError(f"fold {fold} of task {task.name!r}: it has {has}")
-  if not os.path.isdir(data_dir):
+  if not epath.Path(data_dir).is_dir():
     raise FileNotFoundError(f"data dir {data_dir} does not exist; {expects}")
   try:
     splits = _LISTERS[task.layout](task, data_dir, fold)
@@ -131,9 +137,7 @@ def _folder_pairs(data_dir, spec):
   images, masks = (os.path.join(data_dir, spec[k]) for k in ("images", "masks"))
   if images.endswith("/*"):  # one subfolder per patient, named alike under both folders
     parent = images[:-2]
-    if not os.path.isdir(parent):
-      raise FileNotFoundError(f"folder {parent} does not exist")
-    names = sorted(d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d)))
+    names = [d for d in readers.listdir(parent) if epath.Path(parent, d).is_dir()]
     entries = [{**e, "group": d} for d in names for e in readers.pairs_from_folders(
         os.path.join(parent, d), os.path.join(masks[:-2], d), names=spec["pattern"])]
   else:
@@ -142,10 +146,10 @@ def _folder_pairs(data_dir, spec):
     return entries
   ids = spec["ids"]
   path = os.path.join(data_dir, ids["file"])
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():
     raise FileNotFoundError(f"case list {path} does not exist")
-  with open(path) as f:
-    listed = json.load(f)[ids["key"]] if path.endswith(".json") else f.read().split()
+  text = epath.Path(path).read_text()
+  listed = json.loads(text)[ids["key"]] if path.endswith(".json") else text.split()
   listed = [ids.get("format", "{}").format(case) for case in listed]
   by_id = {e["id"]: e for e in entries}
   missing = [case for case in listed if case not in by_id]
