@@ -15,6 +15,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.g
 sys.path.insert(0, REPO_ROOT)
 
 
+def pytest_collection_modifyitems(items):
+  """The tests marked slow(seconds) first, longest first: with the README's `--dist load
+  --maxschedchunk 1` each worker takes the next test when it is free, so the long ones start
+  at once on both and the short ones fill in behind (none left to run alone at the end)."""
+  def seconds(item):
+    marker = item.get_closest_marker("slow")
+    return marker.args[0] if marker else 0
+  items.sort(key=seconds, reverse=True)  # stable: the others keep their order
+
+
 def spec_of(ndim=3, size=128, **fields):
   """A validated synthesis Spec: the defaults of (ndim, size) with `fields` changed."""
   from rasd_jax import synthesis

@@ -207,6 +207,7 @@ def test_synthesis_explorer_runs(installed, tmp_path, monkeypatch):
   assert _images(outputs), "no cell displayed an image"
 
 
+@pytest.mark.slow(90)
 def test_pretraining_runs(installed, tmp_path, monkeypatch):
   steps = 4
   outputs = _execute("pretraining.ipynb", dict(MODEL="unet_tiny", SIZE=32, STEPS=steps, BATCH=2,
@@ -228,6 +229,7 @@ def test_pretraining_runs(installed, tmp_path, monkeypatch):
   assert "resized to (32, 32)" in text, text
 
 
+@pytest.mark.slow(90)
 def test_finetune_runs(installed, tmp_path, monkeypatch):
   steps = 6
   outputs = _execute("finetune.ipynb", dict(MODEL="unet_tiny", ROI=32, PRETRAIN_STEPS=4,

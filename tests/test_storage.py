@@ -79,6 +79,7 @@ def no_local_gs(*folders):
     assert not any("gs:" in d for _, dirs, _ in os.walk(folder) for d in dirs), folder
 
 
+@pytest.mark.slow(50)
 def test_pretrain_writes_and_resumes_from_the_bucket(gcs, tmp_path):
   run(tmp_path, gcs.env, f"gs://{gcs.bucket}/pre", *PRETRAIN)
   names = gcs.objects("pre")
@@ -146,6 +147,7 @@ def test_readers_take_bucket_paths(gcs, bucket_dataset, tmp_path):
     np.testing.assert_array_equal(remote, copy)
 
 
+@pytest.mark.slow(50)
 def test_finetune_on_bucket_data_and_workdir_resumes(gcs, bucket_dataset, tmp_path):
   w = f"gs://{gcs.bucket}/ft"
   args = [*FINETUNE, f"--config.data.json={bucket_dataset}"]

@@ -124,8 +124,8 @@ def data_problem(config, name):
     return None
   if run.task == "custom":
     key = next(k for k in sources.CUSTOM_SOURCES if run.data[k])
-    exists = epath.Path.is_dir if key == "folders" else epath.Path.is_file
-    return (None if exists(epath.Path(run.data[key]))
+    found = epath.Path(run.data[key])
+    return (None if (found.is_dir() if key == "folders" else found.is_file())
             else f"data.{key} {run.data[key]!r} does not exist")
   try:
     tasks.load_splits(run.task, run.data.dir, fold=run.data.fold)

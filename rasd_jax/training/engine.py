@@ -264,9 +264,9 @@ def _check(config):
                        f"class); got {given or 'none'}")
     if from_files:
       path = config.data[given[0]]
-      exists = epath.Path.is_dir if given[0] == "folders" else epath.Path.is_file
       workdir_lib.check_storage(path)
-      if not exists(epath.Path(path)):
+      found = epath.Path(path)
+      if not (found.is_dir() if given[0] == "folders" else found.is_file()):
         raise ValueError(f"data.{given[0]} {path!r} does not exist")
     if config.data.fold:
       raise ValueError(f"data.fold = {config.data.fold}: task=custom has no folds (only 0)")

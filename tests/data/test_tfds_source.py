@@ -146,6 +146,7 @@ def test_demo_task_built_by_the_command_line_reads_back(nuclei):
   assert_same_samples(built["train"][2::3], parts[2])
 
 
+@pytest.mark.slow(50)
 def test_finetune_from_tfds_equals_files(tmp_path, nuclei):
   """The same job through run.py, reading the files and reading the built dataset: the same
   losses at every step, validation curve and results."""
@@ -167,6 +168,7 @@ def test_finetune_from_tfds_equals_files(tmp_path, nuclei):
   assert files == built and files["test"]["dice"] > 0
 
 
+@pytest.mark.slow(55)
 def test_suite_reads_the_built_datasets(tmp_path):
   """The suite with tfds_dir: a task built for the suite's recipe (tiny: roi 16) gives the
   results of the same suite reading the files; a task with no dataset there is skipped,

@@ -120,6 +120,7 @@ def test_synthesize_two_processes_writes_the_files_of_one(tmp_path):
     assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
 
 
+@pytest.mark.slow(200)
 def test_pretrain_two_processes_equal_one_and_resume_after_sigkill(tmp_path):
   """2 processes x 4 devices, started as a SLURM step, give the losses of 1 process x 8
   devices; started with coordinator variables, both processes killed (SIGKILL) mid-run and
@@ -182,6 +183,7 @@ def _results(workdir):
   return json.loads((workdir / "results.json").read_text())
 
 
+@pytest.mark.slow(110)
 def test_finetune_batch_1_on_1_device_and_2_processes(tmp_path):
   """A registry task (IDRiD grading, classification with QWK) at batch 1: one device, and 2
   processes x 4 devices (each computes the whole batch; both processes feed it the same case)
@@ -208,6 +210,7 @@ def test_finetune_batch_1_on_1_device_and_2_processes(tmp_path):
                                                        abs=1e-6), (part, key)
 
 
+@pytest.mark.slow(65)
 def test_finetune_two_processes_share_the_cases(tmp_path):
   """Custom segmentation data (4 training, 2 validation, 3 test cases), batch 2 on 2
   processes x 4 devices: each process reads and batches its share, the job reports the
@@ -232,6 +235,7 @@ def test_finetune_two_processes_share_the_cases(tmp_path):
   assert one["val"] == two["val"] and one["selected_step"] == two["selected_step"]
 
 
+@pytest.mark.slow(230)
 def test_quickstart_and_suite_on_two_processes(tmp_path):
   """The quickstart (tiny, one amount of labels, no probe) and the suite (tiny, a registry
   segmentation task and a classification one) in 2 processes x 4 devices: every run done

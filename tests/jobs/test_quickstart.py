@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 
 CONFIG = "experiments/quickstart.py:tiny"
@@ -19,6 +21,7 @@ def run(workdir):
   return result.stdout
 
 
+@pytest.mark.slow(120)
 def test_runs_report_and_resume(tmp_path):
   from experiments import quickstart as quickstart_config
   from rasd_jax.jobs import quickstart
