@@ -70,6 +70,14 @@ def append_lines(p, lines):
   write_file(p, (p.read_text() if p.exists() else "") + "".join(lines))
 
 
+def read_jsonl(p):
+  """The records (one JSON object per line) of the file `p`; [] where it does not exist."""
+  p = epath.Path(p)
+  if not p.exists():
+    return []
+  return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
 def _bounded(what, fn, timeout):
   """fn() on a daemon thread; a one-line ValueError naming `what` when it fails or takes
   more than `timeout` seconds (gcsfs retries an unreachable host for about a minute and

@@ -29,7 +29,6 @@ import json
 import os
 import time
 
-from etils import epath
 import jax
 import numpy as np
 
@@ -107,18 +106,10 @@ def planned_runs(config):
   return runs
 
 
-def read_runs(path):
-  path = epath.Path(path)
-  if not path.exists():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def pretrain_summary(workdir):
   """{'seconds', 'first_loss', 'last_loss'} of the pretrain job, from its metrics.jsonl:
   seconds per step times steps over the logged intervals (compilation in the first)."""
-  text = (epath.Path(workdir) / "metrics.jsonl").read_text()
-  records = [json.loads(line) for line in text.splitlines() if line.strip()]
+  records = workdir_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   seconds, previous = 0.0, 0
   for record in records:
     seconds += record["step_s"] * (record["step"] - previous)
@@ -139,7 +130,7 @@ def run(config, workdir):
     return
   pretrained = weights.load_model(pre_dir)
   path = os.path.join(workdir, "runs.jsonl")
-  done = {run_key(r) for r in read_runs(path)}
+  done = {run_key(r) for r in workdir_lib.read_jsonl(path)}
   todo = [r for r in planned_runs(config) if r not in done]
   log(f"{len(done)} runs already in {path}; {len(todo)} to do")
   for name in TASKS:
@@ -173,7 +164,7 @@ def run(config, workdir):
           f"{record['test_dice']:.4f} (step {record['selected_step']}, "
           f"{record['seconds']:.0f} s)")
   if jax.process_index() == 0:
-    write_report(config, workdir, read_runs(path), pretrain_summary(pre_dir),
+    write_report(config, workdir, workdir_lib.read_jsonl(path), pretrain_summary(pre_dir),
                  time.perf_counter() - start)
 
 

@@ -27,7 +27,6 @@ Evaluation (`config.evaluation`):
 """
 
 import dataclasses
-import json
 import math
 import os
 
@@ -239,8 +238,7 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
 
 def _curve(workdir, metric):
   """[[step, validation value], ...] from W/val_metrics.jsonl."""
-  text = (epath.Path(workdir) / "val_metrics.jsonl").read_text()
-  records = [json.loads(line) for line in text.splitlines() if line.strip()]
+  records = workdir_lib.read_jsonl(os.path.join(workdir, "val_metrics.jsonl"))
   return [[r["step"], r.get(metric)] for r in records]
 
 

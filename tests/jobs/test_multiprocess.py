@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from gcs import free_port
 from test_pretrain import command, metrics, run
 
 STEPS = ["--config.total_steps=4", "--config.batch_size=8"]
@@ -29,15 +29,9 @@ def _env(devices, **variables):
   return env
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _coordinator(processes=2, devices=4):
   """The environments of an explicit launch of `processes` x `devices`."""
-  port = _free_port()
+  port = free_port()
   return [_env(devices, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                JAX_NUM_PROCESSES=str(processes), JAX_PROCESS_ID=str(i))
           for i in range(processes)]
@@ -155,7 +149,7 @@ def test_pretrain_two_processes_equal_one_and_resume_after_sigkill(tmp_path):
   killed_at = metrics(w)[-1]["step"]
   assert killed_at < 20
   # Started again with the launch given as flags.
-  port = _free_port()
+  port = free_port()
   processes = [_start(command(w, *steps, f"--coordinator_address=127.0.0.1:{port}",
                               "--num_processes=2", f"--process_id={i}"), [_env(4)])[0]
                for i in range(2)]
@@ -265,7 +259,7 @@ def test_quickstart_and_suite_on_two_processes(tmp_path):
 
 
 def test_a_start_that_cannot_complete_is_one_line_in_bounded_time(tmp_path):
-  port = _free_port()  # nobody listens there
+  port = free_port()  # nobody listens there
   cases = [
       (dict(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
             JAX_PROCESS_ID="1", RASD_DISTRIBUTED_TIMEOUT="5"),
@@ -294,7 +288,7 @@ def test_processes_that_disagree_are_one_line_each_in_bounded_time(tmp_path):
   its timeout with a stack dump), within the timeout, writing nothing."""
   for counts, message in (((3, 3), "2 of 3 processes arrived within 5 s (ids [0, 1])"),
                           ((2, 3), "process 1 says JAX_NUM_PROCESSES=3, process 0 says 2")):
-    port = _free_port()
+    port = free_port()
     w = tmp_path / f"w{counts}"
     envs = [_env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=str(n),
                  JAX_PROCESS_ID=str(i), RASD_DISTRIBUTED_TIMEOUT="5")
