@@ -31,6 +31,9 @@ def pretrain(*, ndim, size, num_labels, model, batch_size, total_steps, optim, s
   config.keep_checkpoints = 3
   config.log_every = log_every
   config.compute_dtype = "float32"  # or "bfloat16" (float32 master weights)
+  # How SwinUNETR computes (not its weights; README "Speed on accelerators"):
+  config.remat = False              # recompute each Swin block in the backward pass
+  config.attention = "einsum"       # or "xla" / "cudnn": jax.nn.dot_product_attention
   config.optim = optim
   config.loss = ml_collections.ConfigDict(dict(exclude_absent=False, cosine=False,
                                                two_view=False))

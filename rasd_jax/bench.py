@@ -3,7 +3,7 @@
 python -m rasd_jax.bench synthesis --ndim 3 --size 128 --batch 4 [--repeats 5]
   [--set warp_stride=1 --set gibbs_prob=1.0 ...]   (any synthesis field)
 python -m rasd_jax.bench pretrain --ndim 3 --size 64 --model tiny --batch 2 [--repeats 5]
-  [--num-labels 8] [--compute-dtype bfloat16] [--set ...]
+  [--num-labels 8] [--compute-dtype bfloat16] [--remat] [--attention cudnn] [--set ...]
 """
 
 import argparse
@@ -14,6 +14,7 @@ import sys
 import time
 
 import jax
+from jax.sharding import Mesh
 import numpy as np
 
 
@@ -42,6 +43,42 @@ def _median_s(fn, repeats):
     fn(i)
     times.append(time.perf_counter() - start)
   return first, float(np.median(times))
+
+
+# Dense peak FLOP/s per chip from the vendors' datasheets, by jax `device_kind` (first
+# match): (bfloat16, float32 matrix products). float32 is the TF32 tensor-core rate on
+# NVIDIA (XLA's default precision for float32 products there) and the bfloat16 rate on TPUs
+# (default precision: bfloat16 passes).
+PEAK_FLOPS = (
+    ("H200", 989e12, 494e12),
+    ("H100", 989e12, 494e12),   # SXM
+    ("A100", 312e12, 156e12),
+    ("L4", 121e12, 60e12),
+    ("TPU v6", 918e12, 918e12),  # v6e (Trillium)
+    ("TPU v5p", 459e12, 459e12),
+    ("TPU v5", 197e12, 197e12),  # v5e ("TPU v5 lite")
+    ("TPU v4", 275e12, 275e12),
+)
+
+
+def peak_flops(device_kind, dtype):
+  """The table's peak FLOP/s of one device of `device_kind` for `dtype`, or None."""
+  for name, bf16, f32 in PEAK_FLOPS:
+    if name.lower() in device_kind.lower():
+      return bf16 if dtype == "bfloat16" else f32
+  return None
+
+
+def program_flops(lowered):
+  """XLA's count of floating-point operations of one call of a program lowered for the CPU
+  (the cost analysis of the program before the backend's passes, which on a GPU hide
+  convolutions in library calls it no longer counts): 2 per multiply-add of a product or
+  convolution, 1 per elementwise op; a loop body counts once whatever its trip count, so
+  the generator's per-sample loop is undercounted, the network not."""
+  analysis = lowered.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jax: one dict per program
+    analysis = analysis[0]
+  return float(analysis["flops"]) if analysis and "flops" in analysis else None
 
 
 def _peak_rss_mb():
@@ -85,18 +122,32 @@ def _pretrain(args):
   mesh = mesh_lib.make_mesh()
   tx, schedule = optimizer.make(optimizer.get_config(), total_steps=1)
 
-  def make_model():
-    return models.create(name, spec.ndim, spec.channels, 32, rngs=models.init_rngs(0))
+  options = dict(remat=True) if args.remat else {}
+  if args.attention != "einsum":
+    options["attention"] = args.attention
 
-  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  def make_model():
+    return models.create(name, spec.ndim, spec.channels, 32, rngs=models.init_rngs(0),
+                         **options)
+
   loss = ml_collections.ConfigDict(dict(exclude_absent=False, cosine=False, two_view=False))
-  step = pretrain.make_step(graphdef, abstract, spec, mesh, seed=0, batch_size=args.batch,
-                            tx=tx, schedule=schedule, loss=loss,
-                            compute_dtype=args.compute_dtype)
+
+  def lower(mesh):
+    graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+    step = pretrain.make_step(graphdef, abstract, spec, mesh, seed=0, batch_size=args.batch,
+                              tx=tx, schedule=schedule, loss=loss,
+                              compute_dtype=args.compute_dtype)
+    return abstract, step.lower(abstract)
+
   start = time.perf_counter()
-  compiled = step.lower(abstract).compile()
+  abstract, lowered = lower(mesh)
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
+  # Counted on the program for one CPU device, whatever runs the step: the whole batch,
+  # before any backend's passes.
+  cpu = Mesh(np.asarray(jax.devices("cpu")[:1]).reshape(1, 1), ("replica", "data"))
+  flops = program_flops(lower(cpu)[1])
   state = [state_lib.create(make_model, tx, abstract)]
 
   def train(_):
@@ -106,12 +157,19 @@ def _pretrain(args):
   _, step_s = _median_s(train, args.repeats)
   generate = synthesis.make_generator(spec, mesh, args.batch)
   _, synthesis_s = _median_s(lambda s: jax.block_until_ready(generate(0, s)), args.repeats)
+  kind = jax.devices()[0].device_kind
+  peak = peak_flops(kind, args.compute_dtype) if jax.default_backend() != "cpu" else None
+  peak = peak * mesh.size if peak else None  # every device of the step
+  achieved = flops / step_s if flops else None
   return {
       "bench": "pretrain", "ndim": args.ndim, "size": args.size, "batch": args.batch,
       "model": name, "params": models.count_params(name, spec.ndim, spec.channels, 32),
       "num_labels": spec.num_labels, "compute_dtype": args.compute_dtype,
-      "devices": mesh.shape["data"], "backend": jax.default_backend(),
+      "remat": args.remat, "attention": args.attention,
+      "devices": mesh.shape["data"], "backend": jax.default_backend(), "device_kind": kind,
       "compile_s": round(compile_s, 3), "step_s": round(step_s, 4),
+      "flops": flops, "flops_per_s": round(achieved, 1) if achieved else None,
+      "peak_flops": peak, "mfu": round(achieved / peak, 4) if achieved and peak else None,
       "samples_per_s": round(args.batch / step_s, 3),
       "synthesis_s": round(synthesis_s, 4),
       "synthesis_fraction": round(synthesis_s / step_s, 4),
@@ -140,6 +198,8 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=2)
   p.add_argument("--num-labels", type=int, default=8)
   p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"))
+  p.add_argument("--remat", action="store_true", help="recompute each Swin block (SwinUNETR)")
+  p.add_argument("--attention", default="einsum", help="SwinUNETR: einsum, xla or cudnn")
   p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a synthesis field")

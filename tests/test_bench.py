@@ -17,4 +17,83 @@ def test_synthesis_bench_prints_one_json_line():
               "samples_per_s", "peak_rss_mb"):
     assert key in figures
   assert figures["channels"] == 2 and figures["ms_per_sample"] > 0
-  assert abs(figures["samples_per_s"] * figures["ms_per_sample"] - 1000) < 1
+  assert abs(figures["samples_per_s"] * figures["ms_per_sample"] / 1000 - 1) < 0.005
+
+
+def test_compiled_flops_equal_a_hand_count():
+  """Two valid 3x3 convolutions with bias and a ReLU between: 2 flops per multiply-add, 1
+  per bias add and per ReLU; forward, and forward plus the weight gradients."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from rasd_jax import bench
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.a = nnx.Conv(1, 8, (3, 3), padding="VALID", rngs=rngs)
+      self.b = nnx.Conv(8, 4, (3, 3), padding="VALID", rngs=rngs)
+
+    def __call__(self, x):
+      return self.b(jax.nn.relu(self.a(x)))
+
+  graphdef, params = nnx.split(Net(nnx.Rngs(0)))
+  x = jnp.ones((2, 20, 20, 1))
+  first, second = 2 * 18 * 18, 2 * 16 * 16  # output positions of each convolution
+  forward = (2 * first * 9 * 1 * 8 + first * 8        # conv a, its bias
+             + first * 8                               # relu
+             + 2 * second * 9 * 8 * 4 + second * 4)   # conv b, its bias
+  f = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
+  assert bench.program_flops(f.lower(params, x)) == forward
+
+  # Gradient of a sum of squares: the forward products, conv b's input and weight gradients
+  # (two products the size of conv b), conv a's weight gradient (its input's is not needed),
+  # plus elementwise work (bias gradients, the ReLU's mask, the squares).
+  grad = jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) ** 2)))
+  flops = bench.program_flops(grad.lower(params, x))
+  products = 2 * first * 9 * 8 * 2 + 2 * second * 9 * 8 * 4 * 3
+  assert products < flops < products * 1.1
+
+
+def test_pretrain_bench_reports_flops_and_no_mfu_on_cpu():
+  result = subprocess.run(
+      [sys.executable, "-m", "rasd_jax.bench", "pretrain", "--ndim", "2", "--size", "32",
+       "--model", "unet_tiny", "--batch", "2"],
+      cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+  figures = json.loads(result.stdout.strip().splitlines()[-1])
+  assert figures["flops"] > 0 and figures["mfu"] is None and figures["peak_flops"] is None
+  assert abs(figures["flops_per_s"] * figures["step_s"] / figures["flops"] - 1) < 0.01
+  assert figures["remat"] is False and figures["attention"] == "einsum"
+
+
+def test_peak_table_matches_device_kinds():
+  from rasd_jax import bench
+  assert bench.peak_flops("NVIDIA H200", "bfloat16") == 989e12
+  assert bench.peak_flops("NVIDIA H100 80GB HBM3", "float32") == 494e12
+  assert bench.peak_flops("TPU v5 lite", "bfloat16") == 197e12
+  assert bench.peak_flops("TPU v5p", "bfloat16") == 459e12
+  assert bench.peak_flops("cpu", "bfloat16") is None
+
+
+def test_accelerator_check_prints_a_line_per_case_within_its_budget(tmp_path):
+  out = tmp_path / "check.jsonl"
+  result = subprocess.run(
+      [sys.executable, "bench/accelerator_check.py", "--quick", "--out", str(out),
+       "--cases", "synthesis2d,agreement"], cwd=REPO_ROOT, capture_output=True, text=True,
+      check=True)
+  lines = [json.loads(line) for line in result.stdout.splitlines()]
+  assert [line["case"] for line in lines] == ["synthesis2d", "agreement"]
+  assert lines[0]["bench"] == "synthesis" and lines[0]["size"] == 64  # --quick sizes
+  assert lines[1]["backends"] == ["cpu", "cpu"] and lines[1]["label_equal"] == 1.0
+  assert out.read_text().splitlines() == result.stdout.splitlines()
+  skipped = subprocess.run(
+      [sys.executable, "bench/accelerator_check.py", "--quick", "--budget", "0.5",
+       "--cases", "swin3d_bf16"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+  assert json.loads(skipped.stdout)["error"] == "skipped: budget"
+
+
+def test_side_by_side_names_a_missing_reference(tmp_path):
+  result = subprocess.run([sys.executable, "bench/side_by_side.py", "--reference",
+                           str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
+  assert result.returncode != 0
+  assert f"--reference '{tmp_path}': no {tmp_path}/pretrain/train_RaSD/utils/" in result.stderr

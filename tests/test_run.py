@@ -34,6 +34,11 @@ def registry_message(name):
     (["--config=experiments/pretrain4d.py"],
      ["No such file or directory", "experiments/pretrain4d.py"]),
     (["--config=experiments/synthesize.py", "stray"], ["unexpected arguments: ['stray']"]),
+    # A SwinUNETR option on a U-Net, and an unknown attention: before the workdir exists.
+    (["--config=experiments/pretrain2d.py:runlocal", "--config.remat=True"],
+     ["model 'unet_small' takes no option ['remat']"]),
+    (["--config=experiments/pretrain3d.py:runlocal", "--config.attention=flash"],
+     ["attention = 'flash'", "('einsum', 'xla', 'cudnn')"]),
 ])
 def test_mistake_is_one_error_line(tmp_path, args, needles):
   workdir = tmp_path / "w"

@@ -67,9 +67,20 @@ def init_rngs(seed):
   return nnx.Rngs(jax.random.key(seed, impl="rbg"))
 
 
-def create(name, ndim, in_channels=1, out_channels=32, *, rngs):
+# Options that change how a network computes, not its weights (the pre-training configs'
+# `remat` and `attention`): which networks take them.
+OPTIONS = {SwinUNETR: ("remat", "attention")}
+
+
+def create(name, ndim, in_channels=1, out_channels=32, *, rngs, **options):
+  """The network `name`; `options` (e.g. remat=True) where the network takes them."""
   constructor, settings = MODELS[resolve(name)]
-  return constructor(ndim, in_channels, out_channels, rngs=rngs, **settings)
+  unknown = sorted(set(options) - set(OPTIONS.get(constructor, ())))
+  if unknown:
+    takers = sorted(n for n, (c, _) in MODELS.items() if OPTIONS.get(c))
+    raise ValueError(f"model {name!r} takes no option {unknown}; "
+                     f"{', '.join(OPTIONS[SwinUNETR])} are for {takers}")
+  return constructor(ndim, in_channels, out_channels, rngs=rngs, **settings, **options)
 
 
 HEADS = ("add", "replace")

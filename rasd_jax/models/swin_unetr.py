@@ -188,12 +188,21 @@ def shifted_window_regions(padded, window, shift):
   return _partition(region[None, ..., None], window)[0, ..., 0]
 
 
+# How window attention is computed (`attention=`): "einsum" (two einsums and a softmax),
+# or jax.nn.dot_product_attention with implementation "xla" or "cudnn" (NVIDIA GPUs, a
+# fused kernel; bfloat16/float16 only). All three compute the same function.
+ATTENTION = ("einsum", "xla", "cudnn")
+
+
 class WindowAttention(nnx.Module):
   """Multi-head self-attention within windows, with a relative position bias."""
 
-  def __init__(self, dim, num_heads, window, *, rngs):
+  def __init__(self, dim, num_heads, window, attention="einsum", *, rngs):
+    if attention not in ATTENTION:
+      raise ValueError(f"SwinUNETR: attention = {attention!r}; available: {ATTENTION}")
     self.num_heads = num_heads
     self.window = tuple(window)
+    self.attention = attention
     table_size = math.prod(2 * w - 1 for w in window)
     self.relative_position_bias_table = nnx.Param(
         0.02 * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, (table_size, num_heads)))
@@ -206,25 +215,30 @@ class WindowAttention(nnx.Module):
     b, nw, n, c = x.shape
     heads = self.num_heads
     q, k, v = jnp.moveaxis(self.qkv(x).reshape(b, nw, n, 3, heads, c // heads), 3, 0)
-    logits = jnp.einsum("bwqhd,bwkhd->bwhqk", q * (c // heads) ** -0.5, k)
     # MONAI cuts the full window's index to [:n, :n] when a stage's window shrinks.
     index = relative_position_index(self.window)[:n, :n]
-    bias = self.relative_position_bias_table[...][index.reshape(-1)].reshape(n, n, heads)
-    logits = logits + bias.transpose(2, 0, 1)
+    table = self.relative_position_bias_table[...].astype(x.dtype)
+    bias = table[index.reshape(-1)].reshape(n, n, heads).transpose(2, 0, 1)[None]
     if regions is not None:
       # Built here from the small id table, not stored as a (windows, n, n) constant.
       regions = jnp.asarray(regions)
-      logits = logits + jnp.where(regions[:, None, :, None] != regions[:, None, None, :],
-                                  -100.0, 0.0)
-    out = jnp.einsum("bwhqk,bwkhd->bwqhd", jax.nn.softmax(logits, axis=-1), v)
+      bias = bias + jnp.where(regions[:, None, :, None] != regions[:, None, None, :],
+                              -100.0, 0.0).astype(x.dtype)  # (windows or 1, heads, n, n)
+    scale = (c // heads) ** -0.5
+    if self.attention == "einsum":
+      logits = jnp.einsum("bwqhd,bwkhd->bwhqk", q * scale, k) + bias
+      out = jnp.einsum("bwhqk,bwkhd->bwqhd", jax.nn.softmax(logits, axis=-1), v)
+    else:  # windows as the batch of each sample
+      out = jax.vmap(lambda q, k, v: jax.nn.dot_product_attention(
+          q, k, v, bias=bias, scale=scale, implementation=self.attention))(q, k, v)
     return self.proj(out.reshape(b, nw, n, c))
 
 
 class SwinTransformerBlock(nnx.Module):
-  def __init__(self, dim, num_heads, window, shift, mlp_ratio, *, rngs):
+  def __init__(self, dim, num_heads, window, shift, mlp_ratio, attention="einsum", *, rngs):
     self.window, self.shift = tuple(window), tuple(shift)
     self.norm1 = _layer_norm(dim, rngs)
-    self.attn = WindowAttention(dim, num_heads, window, rngs=rngs)
+    self.attn = WindowAttention(dim, num_heads, window, attention, rngs=rngs)
     self.norm2 = _layer_norm(dim, rngs)
     self.mlp = MLPBlock(dim, int(dim * mlp_ratio), rngs=rngs)
 
@@ -270,11 +284,12 @@ class PatchMerging(nnx.Module):
 class BasicLayer(nnx.Module):
   """One Swin stage: blocks alternating unshifted / shifted windows, then PatchMerging."""
 
-  def __init__(self, ndim, dim, depth, num_heads, window, mlp_ratio, remat, *, rngs):
+  def __init__(self, ndim, dim, depth, num_heads, window, mlp_ratio, remat,
+               attention="einsum", *, rngs):
     shift = tuple(w // 2 for w in window)
     self.blocks = nnx.List([
         SwinTransformerBlock(dim, num_heads, window, shift if i % 2 else (0,) * ndim,
-                             mlp_ratio, rngs=rngs)
+                             mlp_ratio, attention, rngs=rngs)
         for i in range(depth)])
     self.downsample = PatchMerging(ndim, dim, rngs=rngs)
     self.remat = remat
@@ -289,12 +304,13 @@ class SwinTransformer(nnx.Module):
   """The encoder (MONAI's `swinViT`): five hidden states, from 1/2 to 1/32 resolution."""
 
   def __init__(self, ndim, in_channels, embed_dim, depths, num_heads, window, mlp_ratio,
-               remat, *, rngs):
+               remat, attention, *, rngs):
     self.patch_embed = PatchEmbed(ndim, in_channels, embed_dim, 2, rngs=rngs)
     for i, (depth, heads) in enumerate(zip(depths, num_heads)):
       dim = embed_dim * 2 ** i
       setattr(self, f"layers{i + 1}", nnx.List([
-          BasicLayer(ndim, dim, depth, heads, window, mlp_ratio, remat, rngs=rngs)]))
+          BasicLayer(ndim, dim, depth, heads, window, mlp_ratio, remat, attention,
+                     rngs=rngs)]))
       setattr(self, f"layers{i + 1}c", nnx.List([
           UnetrBasicBlock(ndim, dim, dim, rngs=rngs)]))
     self.num_layers = len(depths)
@@ -315,7 +331,7 @@ class SwinUNETR(nnx.Module):
 
   def __init__(self, ndim, in_channels, out_channels, feature_size=48, *,
                depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=7, mlp_ratio=4.0,
-               normalize=True, remat=False, rngs):
+               normalize=True, remat=False, attention="einsum", rngs):
     if ndim not in (2, 3):
       raise ValueError(f"SwinUNETR: ndim must be 2 or 3, got {ndim}")
     if feature_size % 12:
@@ -328,7 +344,8 @@ class SwinUNETR(nnx.Module):
     f = feature_size
     self.ndim, self.in_channels, self.normalize = ndim, in_channels, normalize
     self.swinViT = SwinTransformer(ndim, in_channels, f, tuple(depths), tuple(num_heads),
-                                   (window_size,) * ndim, mlp_ratio, remat, rngs=rngs)
+                                   (window_size,) * ndim, mlp_ratio, remat, attention,
+                                   rngs=rngs)
     self.encoder1 = UnetrBasicBlock(ndim, in_channels, f, rngs=rngs)
     self.encoder2 = UnetrBasicBlock(ndim, f, f, rngs=rngs)
     self.encoder3 = UnetrBasicBlock(ndim, 2 * f, 2 * f, rngs=rngs)

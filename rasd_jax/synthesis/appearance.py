@@ -64,7 +64,9 @@ def add_noise(spec, key, image):
 def _blur(spec, key, image):
   sigmas = ops.uniform(key, (spec.ndim,), spec.blur_sigma_range)
   radius = max(1, int(round(3 * spec.blur_sigma_range[1])))
-  for a in range(spec.ndim):
+  # The last (contiguous) axis first, straight from the image in memory: 3D 128^3 on our
+  # CPU, 3 ms less than the other order.
+  for a in reversed(range(spec.ndim)):
     image = ops.convolve_axis(image, ops.gaussian_taps(sigmas[a], radius), a)
   return image
 
@@ -126,19 +128,26 @@ def render(spec, key, label):
   """One image channel, float32 in [0, 1], from `label` (int32, spec.shape)."""
   keys = jax.random.split(key, 10)
   k = spec.num_labels
-  means = ops.uniform(keys[0], (k,), spec.mean_range)
-  image = means[label]
-  if spec.std_range[1] > 0:
-    stds = ops.uniform(keys[1], (k,), spec.std_range)
-    image = image + stds[label] * ops.normal(keys[2], spec.shape)
-  if spec.bias_std_range[1] > 0:
-    image = image * jnp.exp(bias_field(spec, keys[3]))
-  image = add_noise(spec, keys[4], image)
-  if spec.zero_background_prob > 0:
-    zero = jax.random.uniform(keys[6]) < spec.zero_background_prob
-    image = jnp.where(zero & (label == 0), 0.0, image)
+
+  def before_blur():
+    means = ops.uniform(keys[0], (k,), spec.mean_range)
+    image = means[label]
+    if spec.std_range[1] > 0:
+      stds = ops.uniform(keys[1], (k,), spec.std_range)
+      image = image + stds[label] * ops.normal(keys[2], spec.shape)
+    if spec.bias_std_range[1] > 0:
+      image = image * jnp.exp(bias_field(spec, keys[3]))
+    image = add_noise(spec, keys[4], image)
+    if spec.zero_background_prob > 0:
+      zero = jax.random.uniform(keys[6]) < spec.zero_background_prob
+      image = jnp.where(zero & (label == 0), 0.0, image)
+    return image
+
   if spec.blur_sigma_range[1] > 0:
-    image = _blur(spec, keys[7], image)
+    # In memory: otherwise XLA on CPU recomputes the noise in each tap of the blur.
+    image = _blur(spec, keys[7], ops.unfused(before_blur, label))
+  else:
+    image = before_blur()
   if spec.acquisition_artefacts:
     image = _acquisition(spec, keys[8], image)
   lo, hi = jnp.min(image), jnp.max(image)

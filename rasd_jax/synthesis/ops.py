@@ -62,6 +62,22 @@ def uniform(key, shape, bounds):
   return jax.random.uniform(key, shape, minval=lo, maxval=hi)
 
 
+def unfused(fn, anchor):
+  """fn(), computed into memory before its consumers run.
+
+  XLA on CPU fuses a producer into each of its consumers and recomputes it per use and per
+  tap (gathers, erf_inv), and an optimization barrier is gone before fusion; a
+  conditional's result, however, is always materialised. Both branches are `fn`, so the
+  predicate (read from `anchor`, any traced array) never changes the value. Measured on
+  our 2-core CPU: a 3D sample's blur 31 -> 11 ms, its label map's argmax 11 ms saved.
+  Elsewhere fn() as it is: XLA on GPU fuses otherwise, and a conditional there costs a
+  round trip to the host.
+  """
+  if jax.default_backend() != "cpu":
+    return fn()
+  return jax.lax.cond(jnp.ravel(anchor)[0] > 0, fn, fn)
+
+
 # --------------------------------------------------------------------------------------
 # Separable linear operators.
 

@@ -22,8 +22,11 @@ def _render(spec, key, label):
   image = jax.vmap(lambda k: appearance.render(spec, k, label), out_axes=-1)(keys)
   # A non-finite sample (possible only with extreme user ranges, e.g. a huge bias std)
   # is never emitted: it is replaced by its label map at evenly spaced intensities.
-  fallback = (label.astype(jnp.float32) / (spec.num_labels - 1))[..., None]
-  return jnp.where(jnp.all(jnp.isfinite(image)), image, fallback)
+  def fallback():
+    return jnp.broadcast_to((label.astype(jnp.float32) / (spec.num_labels - 1))[..., None],
+                            image.shape)
+  # A conditional, not an elementwise select: no pass over the image when it is finite.
+  return jax.lax.cond(jnp.all(jnp.isfinite(image)), lambda: image, fallback)
 
 
 def sample(spec, key):

@@ -82,7 +82,8 @@ def make_step(graphdef, abstract_state, spec, mesh, *, seed, batch_size, tx, sch
 
 
 # What may change when a run is resumed (e.g. to train longer); anything else is refused.
-MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every")
+MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every", "remat",
+              "attention")
 
 
 def _check(config):
@@ -100,8 +101,11 @@ def _check(config):
 def model_factory(config):
   """`() -> network` with the initial weights of `config.seed`: what training starts from."""
   ndim, channels = config.synthesis.ndim, config.synthesis.channels
+  # Only what differs from the plain computation, so that every network takes the defaults.
+  options = {key: config[key] for key, plain in (("remat", False), ("attention", "einsum"))
+             if config[key] != plain}
   return lambda: models.create(config.model, ndim, channels, config.out_channels,
-                               rngs=models.init_rngs(config.seed))
+                               rngs=models.init_rngs(config.seed), **options)
 
 
 def train(config, workdir):

@@ -107,3 +107,36 @@ def test_remat_checkpoints_each_swin_block():
 
   remat, plain = gradient_program(True), gradient_program(False)
   assert remat.count("remat2[") == 2 and "remat" not in plain  # jax.checkpoint's primitive
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (3, 3)])
+def test_attention_implementations_compute_the_same_block(shift):
+  """jax.nn.dot_product_attention ("xla"; "cudnn" is the same call on a GPU) against the
+  einsum attention, with the relative position bias and the shifted-window mask, forward
+  and gradients."""
+  def block(attention):
+    return nnx.jit(lambda: swin_unetr.SwinTransformerBlock(
+        12, 3, (7, 7), shift, 4.0, attention, rngs=nnx.Rngs(0)))()
+  x = jax.random.normal(jax.random.key(1), (2, 14, 21, 12))
+  outs = {}
+  for attention in ("einsum", "xla"):
+    graphdef, params = nnx.split(block(attention))
+    loss = lambda p, x: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x)))
+    outs[attention] = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, x)
+  (a, (ga, gxa)), (b, (gb, gxb)) = outs["einsum"], outs["xla"]
+  np.testing.assert_allclose(a, b, rtol=1e-5)
+  np.testing.assert_allclose(gxa, gxb, atol=1e-5)
+  for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    np.testing.assert_allclose(u, v, atol=1e-4)
+
+
+def test_options_reach_swinunetr_only():
+  net = nnx.eval_shape(lambda: models.create("swinunetr_tiny", 2, remat=True, attention="xla",
+                                             rngs=nnx.Rngs(0)))
+  layer = net.swinViT.layers1[0]
+  assert layer.remat and layer.blocks[0].attn.attention == "xla"
+  with pytest.raises(ValueError, match=r"model 'unet_tiny' takes no option \['remat'\]"):
+    models.create("unet_tiny", 2, remat=True, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="attention = 'flash'"):
+    nnx.eval_shape(lambda: models.create("swinunetr_tiny", 2, attention="flash",
+                                         rngs=nnx.Rngs(0)))

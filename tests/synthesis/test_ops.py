@@ -79,3 +79,11 @@ def test_ghosting_matrix_makes_shifted_copies():
   # impulse at shifts of n/4 and keeps 1 - 7/32 in place.
   np.testing.assert_allclose(ghosted[[3 + 8, 3 + 16, 3 + 24]].real, -7 / 32, atol=1e-4)
   np.testing.assert_allclose(ghosted[3].real, 1 - 7 / 32, atol=1e-4)
+
+
+@pytest.mark.parametrize("anchor", [1.0, 0.0, -3.0, float("nan")])
+def test_unfused_is_fn_whatever_the_anchor(anchor):
+  x = jax.random.normal(jax.random.key(0), (64, 33))
+  fn = lambda: jax.numpy.exp(x) * 2 + ops.normal(jax.random.key(1), x.shape)
+  got = jax.jit(lambda a: ops.unfused(fn, a))(jax.numpy.full((2, 3), anchor))
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(jax.jit(fn)()))

@@ -2,6 +2,7 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from rasd_jax.synthesis import ops
@@ -80,39 +81,81 @@ def test_sampling_positions_follow_the_reference_grid_sample():
   np.testing.assert_allclose(w, [0.5, 1.0, 0.5])
 
 
-def test_exact_warp_equals_a_numpy_transcription_of_the_reference():
-  """warp_stride=1 against the reference algorithm written out in NumPy: logits and flows
-  upsampled to full resolution (align_corners=True), each label's logits resampled at its
-  warped positions by grid_sample's convention (zero padding), argmax.
-
-  Size 43: the 22 nodes of the logit table fall on voxels (42 = 2 x 21), where linear
-  interpolation of the voxel-sampled field (the reference) equals the field itself (ours).
-  """
-  size, k = 43, 3
-  spec = spec_of(3, size, num_labels=k, warp_stride=1)
-  key = jax.random.key(4)
-  ours = np.asarray(jax.jit(lambda key: structure.label_map(spec, key))(key))
-
+def reference_label_map(spec, key):
+  """The reference algorithm written out in NumPy (float64): logits and flows upsampled to
+  full resolution (align_corners=True), each label's logits resampled at its warped
+  positions by grid_sample's convention (zero padding), argmax. With warp_stride > 1 the
+  warped logits are taken every stride voxels and interpolated linearly before the argmax.
+  Returns the labels and the margin between the two largest logits."""
+  size, ndim, k, stride = spec.size, spec.ndim, spec.num_labels, spec.warp_stride
   key_logits, key_flows = jax.random.split(key)
+  letters = "abc"[:ndim]
+
   def full(grids):
     out = 0.0
     for grid in grids:
-      grid = np.asarray(grid, np.float64)
       up = ops.linear_interp_matrix(ops.grid_nodes(grid.shape[-1], size), np.arange(size))
-      out = out + np.einsum("...abc,xa,yb,zc->...xyz", grid, up, up, up, optimize=True)
+      spec_ = f"...{letters}," + ",".join(f"{x}{a}" for x, a in zip("xyz", letters))
+      out = out + np.einsum(f"{spec_}->...{'xyz'[:ndim]}", np.asarray(grid, np.float64),
+                            *[up] * ndim, optimize=True)
     return out
-  logits = full(structure._noise_grids(key_logits, (k,), spec.label_grids, 1.0, 3))
-  flows = full(structure._noise_grids(key_flows, (k, 3), spec.flow_grids,
-                                      spec.flow_max_std, 3))
-  mesh = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij")).astype(np.float64)
-  warped = np.stack([
-      ndimage.map_coordinates(logits[j], (mesh + flows[j]) * size / (size - 1) - 0.5,
-                              order=1, mode="grid-constant", cval=0.0)
-      for j in range(k)])
-  expected = np.argmax(warped, axis=0)
-  margin = np.sort(warped, axis=0)[-1] - np.sort(warped, axis=0)[-2]
+
+  logits = full(structure._noise_grids(key_logits, (k,), spec.label_grids,
+                                       spec.label_max_std, ndim))
+  flows = full(structure._noise_grids(key_flows, (k, ndim), spec.flow_grids,
+                                      spec.flow_max_std, ndim))
+  coords = np.arange(0, size + stride - 1, stride)  # every stride voxels, covering size-1
+  mesh = np.stack(np.meshgrid(*[np.arange(size)] * ndim, indexing="ij")).astype(np.float64)
+  index = np.ix_(*[np.minimum(coords, size - 1)] * ndim)
+  warped = []
+  for j in range(k):
+    points = np.stack([(m + f)[index] for m, f in zip(mesh, flows[j])])
+    beyond = np.stack(np.meshgrid(*[coords - np.minimum(coords, size - 1)] * ndim,
+                                  indexing="ij"))  # extrapolated points past the border
+    points = points + beyond
+    warped.append(ndimage.map_coordinates(logits[j], points * size / (size - 1) - 0.5,
+                                          order=1, mode="grid-constant", cval=0.0))
+  warped = np.stack(warped)
+  if stride > 1:  # linear interpolation between the strided points, cropped to size
+    for a in range(1, ndim + 1):
+      m = ops.linear_interp_matrix(coords, np.arange(size))
+      warped = np.moveaxis(np.tensordot(m, warped, axes=[[1], [a]]), 0, a)
+  top = np.sort(warped, axis=0)
+  return np.argmax(warped, axis=0), top[-1] - top[-2]
+
+
+@pytest.mark.parametrize("ndim,size,k,stride", [
+    (3, 43, 3, 1),   # several rows per slab
+    (3, 64, 33, 1),  # one row per slab (as 3D 128^3)
+    (2, 127, 5, 2),  # strided, several rows per slab (as 2D 512^2)
+    (2, 64, 4, 4),   # strided, the last slab padded, points past the border
+])
+def test_label_map_equals_a_numpy_transcription_of_the_reference(ndim, size, k, stride):
+  """Sizes with size - 1 a multiple of 21: the 22 nodes of the logit table fall on voxels,
+  where linear interpolation of the voxel-sampled field (the reference) equals the field
+  itself (ours)."""
+  spec = spec_of(ndim, size, num_labels=k, warp_stride=stride)
+  key = jax.random.key(4)
+  ours = np.asarray(jax.jit(lambda key: structure.label_map(spec, key))(key))
+  expected, margin = reference_label_map(spec, key)
   # float32 against float64: near-ties may go either way; exact ties (every label warped
   # outside, all zero) go to label 0 in both.
   decided = (margin > 1e-4) | (margin == 0)
   assert decided.mean() > 0.99
   np.testing.assert_array_equal(ours[decided], expected[decided])
+
+
+def test_union_nodes_hold_the_sum_of_grids_exactly():
+  """Between consecutive union nodes the summed interpolants are linear: interpolating the
+  sum from its values at the union nodes gives it everywhere."""
+  size, grids = 128, (16, 8, 4)
+  nodes = structure.union_nodes(grids, size)
+  assert len(nodes) == 22 and nodes[0] == 0 and nodes[-1] == size - 1
+  rng = np.random.default_rng(0)
+  values = [rng.normal(size=g) for g in grids]
+  x = np.linspace(0, size - 1, 1001)
+  def summed(points):
+    return sum(ops.linear_interp_matrix(ops.grid_nodes(g, size), points) @ v
+               for g, v in zip(grids, values))
+  np.testing.assert_allclose(ops.linear_interp_matrix(nodes, x) @ summed(nodes), summed(x),
+                             atol=1e-5)
