@@ -31,7 +31,7 @@ def pretrain(*, ndim, size, num_labels, model, batch_size, total_steps, optim, s
   config.keep_checkpoints = 3
   config.log_every = log_every
   config.compute_dtype = "float32"  # or "bfloat16" (float32 master weights)
-  # How SwinUNETR computes (not its weights; README "Speed on accelerators"):
+  # How SwinUNETR computes, not its weights (README: pretrain, Benchmarks):
   config.remat = False              # recompute each Swin block in the backward pass
   config.attention = "einsum"       # or "xla" / "cudnn": jax.nn.dot_product_attention
   config.optim = optim
