@@ -76,7 +76,7 @@ def _agreement(arguments, timeout):
       env = dict(os.environ, JAX_PLATFORMS=platform)
       subprocess.run([sys.executable, "-c", _SAMPLES, values["--ndim"], values["--size"],
                       values["--batch"], path], env=env, check=True, capture_output=True,
-                     timeout=max(1, timeout - (time.perf_counter() - start)))
+                     text=True, timeout=max(1, timeout - (time.perf_counter() - start)))
       out[platform or "default"] = dict(np.load(path))
   a, b = out["default"], out["cpu"]
   return {"bench": "agreement", "ndim": int(values["--ndim"]), "size": int(values["--size"]),
@@ -87,23 +87,18 @@ def _agreement(arguments, timeout):
 
 def _run(name, arguments, timeout):
   start = time.perf_counter()
-  command = [sys.executable, "-m", "rasd_jax.bench", *arguments.split()]
   try:
     if name == "agreement":
-      return dict(_agreement(arguments, timeout), case=name,
-                  wall_s=round(time.perf_counter() - start, 1))
-    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+      result = _agreement(arguments, timeout)
+    else:
+      out = subprocess.run([sys.executable, "-m", "rasd_jax.bench", *arguments.split()],
+                           capture_output=True, text=True, timeout=timeout, check=True)
+      result = json.loads(out.stdout.strip().splitlines()[-1])
   except subprocess.CalledProcessError as e:
-    return {"case": name, "error": f"exit {e.returncode}", "stderr": _tail(e.stderr),
-            "wall_s": round(time.perf_counter() - start, 1)}
+    result = {"error": f"exit {e.returncode}", "stderr": _tail(e.stderr)}
   except subprocess.TimeoutExpired:
-    return {"case": name, "error": "timeout", "wall_s": round(time.perf_counter() - start, 1)}
-  wall = round(time.perf_counter() - start, 1)
-  lines = out.stdout.strip().splitlines()
-  if out.returncode or not lines:
-    return {"case": name, "error": f"exit {out.returncode}", "stderr": _tail(out.stderr),
-            "wall_s": wall}
-  return dict(json.loads(lines[-1]), case=name, wall_s=wall)
+    result = {"error": "timeout"}
+  return dict(result, case=name, wall_s=round(time.perf_counter() - start, 1))
 
 
 def _tail(stderr):

@@ -122,13 +122,9 @@ def _pretrain(args):
   mesh = mesh_lib.make_mesh()
   tx, schedule = optimizer.make(optimizer.get_config(), total_steps=1)
 
-  options = dict(remat=True) if args.remat else {}
-  if args.attention != "einsum":
-    options["attention"] = args.attention
-
   def make_model():
     return models.create(name, spec.ndim, spec.channels, 32, rngs=models.init_rngs(0),
-                         **options)
+                         remat=args.remat, attention=args.attention)
 
   loss = ml_collections.ConfigDict(dict(exclude_absent=False, cosine=False, two_view=False))
 
@@ -158,7 +154,7 @@ def _pretrain(args):
   generate = synthesis.make_generator(spec, mesh, args.batch)
   _, synthesis_s = _median_s(lambda s: jax.block_until_ready(generate(0, s)), args.repeats)
   kind = jax.devices()[0].device_kind
-  peak = peak_flops(kind, args.compute_dtype) if jax.default_backend() != "cpu" else None
+  peak = peak_flops(kind, args.compute_dtype)  # None for a CPU: not in the table
   peak = peak * mesh.size if peak else None  # every device of the step
   achieved = flops / step_s if flops else None
   return {

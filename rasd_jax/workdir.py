@@ -2,7 +2,7 @@
 log on process 0.
 
 Every path may be local or anything `etils.epath` opens (`gs://bucket/run`, through gcsfs):
-the readers and writers of the package go through `path`, `write_file` and `append_lines`
+the readers and writers of the package go through `as_path`, `write_file` and `append_lines`
 here. A local file is written to FILE.tmp and renamed over FILE; an object store's write is
 already atomic (the object appears whole or not at all), so it is written in place.
 """

@@ -68,18 +68,23 @@ def init_rngs(seed):
 
 
 # Options that change how a network computes, not its weights (the pre-training configs'
-# `remat` and `attention`): which networks take them.
+# `remat` and `attention`), with their plain values, and which networks take them. Any
+# network takes an option at its plain value.
+PLAIN = {"remat": False, "attention": "einsum"}
 OPTIONS = {SwinUNETR: ("remat", "attention")}
 
 
 def create(name, ndim, in_channels=1, out_channels=32, *, rngs, **options):
   """The network `name`; `options` (e.g. remat=True) where the network takes them."""
   constructor, settings = MODELS[resolve(name)]
-  unknown = sorted(set(options) - set(OPTIONS.get(constructor, ())))
+  takes = OPTIONS.get(constructor, ())
+  unknown = sorted(k for k, v in options.items()
+                   if k not in takes and (k not in PLAIN or v != PLAIN[k]))
   if unknown:
     takers = sorted(n for n, (c, _) in MODELS.items() if OPTIONS.get(c))
     raise ValueError(f"model {name!r} takes no option {unknown}; "
                      f"{', '.join(OPTIONS[SwinUNETR])} are for {takers}")
+  options = {k: v for k, v in options.items() if k in takes}
   return constructor(ndim, in_channels, out_channels, rngs=rngs, **settings, **options)
 
 

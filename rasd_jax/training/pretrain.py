@@ -101,11 +101,9 @@ def _check(config):
 def model_factory(config):
   """`() -> network` with the initial weights of `config.seed`: what training starts from."""
   ndim, channels = config.synthesis.ndim, config.synthesis.channels
-  # Only what differs from the plain computation, so that every network takes the defaults.
-  options = {key: config[key] for key, plain in (("remat", False), ("attention", "einsum"))
-             if config[key] != plain}
   return lambda: models.create(config.model, ndim, channels, config.out_channels,
-                               rngs=models.init_rngs(config.seed), **options)
+                               rngs=models.init_rngs(config.seed), remat=config.remat,
+                               attention=config.attention)
 
 
 def train(config, workdir):

@@ -107,12 +107,11 @@ def reference_label_map(spec, key):
   coords = np.arange(0, size + stride - 1, stride)  # every stride voxels, covering size-1
   mesh = np.stack(np.meshgrid(*[np.arange(size)] * ndim, indexing="ij")).astype(np.float64)
   index = np.ix_(*[np.minimum(coords, size - 1)] * ndim)
+  beyond = np.stack(np.meshgrid(*[coords - np.minimum(coords, size - 1)] * ndim,
+                                indexing="ij"))  # extrapolated points past the border
   warped = []
   for j in range(k):
-    points = np.stack([(m + f)[index] for m, f in zip(mesh, flows[j])])
-    beyond = np.stack(np.meshgrid(*[coords - np.minimum(coords, size - 1)] * ndim,
-                                  indexing="ij"))  # extrapolated points past the border
-    points = points + beyond
+    points = np.stack([(m + f)[index] for m, f in zip(mesh, flows[j])]) + beyond
     warped.append(ndimage.map_coordinates(logits[j], points * size / (size - 1) - 0.5,
                                           order=1, mode="grid-constant", cval=0.0))
   warped = np.stack(warped)
