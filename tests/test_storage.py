@@ -24,9 +24,9 @@ from monai.networks.nets import UNet as MonaiUNet
 from conftest import REPO_ROOT
 from gcs import gcs  # noqa: F401 - the fixture
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
 import test_readers  # noqa: E402  (the DICOM series writer)
-import test_task_fixtures  # noqa: E402  (the fixture writers, one per layout)
+import official  # noqa: E402  (every task's official-download fixture)
 
 PRETRAIN = [f"--config={REPO_ROOT}/experiments/pretrain2d.py:runlocal", "--config.model=unet_tiny",
             "--config.synthesis.size=32", "--config.synthesis.num_labels=4",
@@ -255,18 +255,23 @@ def _in_bucket(value, local, remote):
 
 @pytest.mark.parametrize("name", ["monusac", "tg3k", "bfmr"])
 def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path, name):
-  """A registry task's fixture (image_mask_folders with one subfolder per patient, or with a
-  JSON case list; class_folders) uploaded to the bucket: load_splits lists the same cases,
-  and the finetune job's lists and prepared samples equal those of the local copy."""
+  """A registry task's download (image_mask_folders with one subfolder per patient, or with a
+  JSON case list; class_folders) uploaded to the bucket and prepared into the bucket: the
+  prepared folder lists the same cases as one prepared locally, and the finetune job's lists
+  and prepared samples equal those of the local copy."""
   from experiments import finetune as finetune_experiment
+  from rasd_jax.data import prepared as prepared_lib
   from rasd_jax.data import tasks
   from rasd_jax.training import engine
   task = tasks.get(name)
+  download, bucket = str(tmp_path / "download"), f"gs://{gcs.bucket}/downloads/{name}"
+  official.WRITERS[name](download)
+  upload(download, bucket)
   local, remote = str(tmp_path / "data"), f"gs://{gcs.bucket}/tasks/{name}"
-  test_task_fixtures.WRITERS[task.layout](task, local)
-  upload(local, remote)
-  assert tasks.load_splits(task, remote) == _in_bucket(tasks.load_splits(task, local), local,
-                                                       remote)
+  prepared_lib.prepare(task, download, local, progress=False)
+  prepared_lib.prepare(task, bucket, remote, progress=False)
+  assert prepared_lib.load_splits(task, remote) == _in_bucket(
+      prepared_lib.load_splits(task, local), download, bucket)
   prepared = []
   for data_dir in (local, remote):
     config = finetune_experiment.get_config(f"task={name},runlocal")
@@ -275,15 +280,15 @@ def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path,
     prepared.append((split, engine._data(config, job_task, split)))
   (local_split, local_data), (remote_split, remote_data) = prepared
   assert local_data["train"] and local_data["val"] and local_data["test"]
-  assert remote_split == _in_bucket(local_split, local, remote)
+  assert remote_split == _in_bucket(local_split, download, bucket)
   for key, samples in local_data.items():
     assert len(remote_data[key] or ()) == len(samples or ()), key
     for ours, theirs in zip(remote_data[key] or (), samples or ()):
       assert sorted(ours) == sorted(theirs)
       for field in theirs:
         np.testing.assert_array_equal(np.asarray(ours[field]), np.asarray(theirs[field]))
-  with pytest.raises(FileNotFoundError, match=f"data dir gs://{gcs.bucket}/tasks/none "):
-    tasks.load_splits(task, f"gs://{gcs.bucket}/tasks/none")
+  with pytest.raises(FileNotFoundError, match=f"gs://{gcs.bucket}/tasks/none is not a prepared"):
+    prepared_lib.load_splits(task, f"gs://{gcs.bucket}/tasks/none")
 
 
 def test_import_and_export_weights_through_the_bucket(gcs, tmp_path):

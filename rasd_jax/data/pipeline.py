@@ -53,8 +53,11 @@ def _first_path(paths):
   return os.fspath(paths if isinstance(paths, (str, os.PathLike)) else paths[0])
 
 
-def _match_channels(task, image, path):
-  """`image` with task.in_channels channels; 2D RGB -> grey and grey -> RGB are converted."""
+def input_channels(task, image, path):
+  """`image` with task.in_channels channels: the green channel where the task takes it, 2D
+  RGB -> grey and grey -> RGB converted; any other mismatch is an error naming `path`."""
+  if task.preprocessing.get("green_channel") and image.shape[0] >= 3:
+    image = image[1:2]
   have, want = image.shape[0], task.in_channels
   if have == want:
     return image
@@ -82,10 +85,13 @@ def _intensity(task, image):
   raise ValueError(f"task {task.name!r}: unknown preprocessing intensity {kind!r}")
 
 
-def _map_label(task, label, path):
-  """Disk values -> class indices: preprocessing `binarize` ("nonzero": instance labels ->
-  1; "half": above half the mask's maximum -> 1, for lossy JPEG masks) or task.label_map,
-  then checked in [0, num_classes)."""
+def map_label(task, label, path):
+  """Disk values -> class indices: the fundus template's masks > 0 -> 1, preprocessing
+  `binarize` ("nonzero": instance labels -> 1; "half": above half the mask's maximum -> 1, for
+  lossy JPEG masks) or task.label_map, then checked in [0, num_classes) (ValueError naming
+  `path` otherwise)."""
+  if task.preprocessing.get("template") == "fundus":
+    label = (label > 0).astype(np.int32)
   binarize = task.preprocessing.get("binarize")
   if binarize not in (None, "nonzero", "half"):
     raise ValueError(f"task {task.name!r}: binarize {binarize!r} is not 'nonzero' or 'half'")
@@ -214,16 +220,12 @@ def prepare(task, entry, training=False):
   if image.ndim - 1 != task.ndim:
     raise ValueError(f"{path}: image of spatial shape {image.shape[1:]} is not {task.ndim}D as "
                      f"task {task.name!r} needs")
-  if prep.get("green_channel") and image.shape[0] >= 3:
-    image = image[1:2]
-  image = _match_channels(task, image, path)
+  image = input_channels(task, image, path)
   if not segmentation:
     return {"image": np.ascontiguousarray(_image_level_input(task, image, margin), np.float32),
             "label": entry["label"], "spacing": None, "id": sample_id}
-  if template == "fundus":
-    label = (label > 0).astype(np.int32)
   instances = label.astype(np.int32) if prep.get("binarize") == "nonzero" else None
-  labels = _map_label(task, label, entry["label"])[None]
+  labels = map_label(task, label, entry["label"])[None]
   if instances is not None:
     labels = np.concatenate([labels.astype(np.int32), instances[None]])
   if template in ("CT-T", "MR-T"):
@@ -292,13 +294,12 @@ def augment(task, sample, roi, rng):
   return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(label[0], np.int32)
 
 
-def custom_task(kind, ndim, in_channels, classes, roi, name="custom", modality="CT"):
+def custom_task(kind, ndim, in_channels, classes, roi, name="custom", modality="unknown"):
   """A registry-compatible tasks.Task for user data (task=custom).
 
   classes: names (segmentation starts with "background"; regression: ()) or their count.
-  Preprocessing {"template": "custom", "intensity": "auto"}; layout decathlon_json for
-  segmentation (patches pos 1 / neg 1), csv otherwise. modality is metadata (a
-  tasks.MODALITY_GROUPS key).
+  Preprocessing {"template": "custom", "intensity": "auto"}; segmentation patches pos 1 /
+  neg 1. modality is metadata (a tasks.MODALITY_GROUPS key).
   """
   segmentation = kind == "segmentation"
   if isinstance(classes, int):
@@ -306,10 +307,7 @@ def custom_task(kind, ndim, in_channels, classes, roi, name="custom", modality="
                + tuple(f"class {i}" for i in range(int(segmentation), classes)))
   return tasks.Task(
       name=name, title=f"custom {kind} data", modality=modality, ndim=ndim, kind=kind,
-      classes=tuple(classes), in_channels=in_channels,
-      layout="decathlon_json" if segmentation else "csv",
-      layout_notes="user data: a Decathlon dataset.json" if segmentation
-      else "user data: a CSV of image, label", split="user data",
+      classes=tuple(classes), in_channels=in_channels, split="user data",
       preprocessing={"template": "custom", "intensity": "auto"}, roi=tuple(roi),
       sampling=tasks.Sampling(pos=1, neg=1), optimizer=tasks.Optimizer(),
       schedule=tasks.Schedule(epochs=1), inference=tasks.Inference(),

@@ -2,8 +2,9 @@
 
 Segmentation: a Decathlon-style dataset.json (MONAI `load_decathlon_datalist`), or two folders of
 2D images and masks matched by file stem. Classification: a CSV (image,label) or one folder per
-class. Files: NIfTI (nibabel), a DICOM series folder or a single-frame DICOM file (pydicom), .npy,
-PNG/JPEG/TIFF/BMP (Pillow).
+class. Files: NIfTI (nibabel), a DICOM series folder or a single-frame DICOM file (pydicom:
+compressed transfer syntaxes decoded, Modality LUT applied, MONOCHROME1 inverted, the VOI LUT
+not applied, see `_dicom_pixels`), .npy, PNG/JPEG/TIFF/BMP (Pillow).
 
 Arrays are host NumPy arrays, channel-first as in transforms.py: image float32 (C, *spatial),
 label int32 (*spatial), affine (4, 4) for NIfTI and DICOM, in RAS+ world millimetres (NIfTI's
@@ -33,11 +34,12 @@ import jax
 import nibabel as nib
 import numpy as np
 import pydicom
+import pydicom.pixels
 from PIL import Image
 
 from rasd_jax import workdir as workdir_lib
 
-PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 READABLE_SUFFIXES = PILLOW_SUFFIXES + DICOM_SUFFIXES + (".nii", ".nii.gz", ".npy")
 _LISTED = 5  # how many offending paths an error message shows
@@ -180,7 +182,7 @@ def pairs_from_folders(image_dir, mask_dir, mask_suffix="", names=None):
 
 
 @contextlib.contextmanager
-def _reading(path):
+def reading(path):
   """Any exception of the library reading `path` becomes a ValueError naming it."""
   try:
     yield
@@ -189,7 +191,7 @@ def _reading(path):
 
 
 def _load_nifti(path):
-  with _reading(path):
+  with reading(path):
     image = nib.load(path)
     data = np.asanyarray(image.dataobj)  # applies scl_slope / scl_inter
     affine = image.affine
@@ -200,7 +202,7 @@ def _load_nifti(path):
 
 
 def _load_npy(path):
-  with _reading(path):
+  with reading(path):
     data = np.load(path, allow_pickle=False)
   if data.ndim not in (2, 3, 4):
     raise ValueError(f"{path} has {data.ndim} dimensions, expected 2 or 3 (one channel) or 4 "
@@ -210,7 +212,7 @@ def _load_npy(path):
 
 
 def _load_pillow(path, as_label):
-  with _reading(path):
+  with reading(path):
     with Image.open(path) as image:
       image.load()
       if image.mode in ("L", "I", "I;16", "F") or (as_label and image.mode in ("P", "1")):
@@ -232,40 +234,58 @@ def _load_pillow(path, as_label):
   return data, np.eye(3)
 
 
-def _load_dicom_file(path):
-  """A single-frame DICOM image (a mammogram, a radiograph) as (1, rows, columns), values
-  rescaled by slope/intercept, like a Pillow image."""
-  with _reading(path):
-    ds = pydicom.dcmread(path)
+def _dicom_pixels(ds, path):
+  """The pixels of dataset `ds` (read from `path`) as float32: decoded (compressed transfer
+  syntaxes through the pylibjpeg plugins), the Modality LUT applied (RescaleSlope /
+  RescaleIntercept, or a Modality LUT Sequence), and MONOCHROME1 inverted within the range the
+  stored bits can hold, so that bright means dense as in MONOCHROME2. The VOI LUT (window
+  centre / width, VOI LUT Sequence) is a display choice and is not applied: a window clips
+  the values outside it (a mammogram's skin line and dense tissue), and the tasks normalise
+  intensity themselves (per-image min-max for X-ray)."""
+  with reading(path):
     pixels = ds.pixel_array
+    values = pydicom.pixels.apply_modality_lut(pixels, ds).astype(np.float32)
+  if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+    bits = int(ds.get("BitsStored", pixels.dtype.itemsize * 8))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    bounds = pydicom.pixels.apply_modality_lut(np.array([low, high]), ds)
+    values = np.float32(bounds.min() + bounds.max()) - values
+  return values
+
+
+def _load_dicom_file(path):
+  """A single-frame DICOM image (a mammogram, a radiograph) as (1, rows, columns), values as
+  `_dicom_pixels` makes them, like a Pillow image."""
+  with reading(path):
+    ds = pydicom.dcmread(path)
+  pixels = _dicom_pixels(ds, path)
   if pixels.ndim != 2:
     raise ValueError(f"DICOM file {path}: expected a single-frame grayscale image, got pixels "
                      f"of shape {pixels.shape}")
-  slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-  return (pixels.astype(np.float32) * slope + intercept)[None], np.eye(3)
+  return pixels[None], np.eye(3)
 
 
-def _load_dicom_series(folder):
+def load_dicom_series(folder):
   """A DICOM series folder as (1, columns, rows, slices), the voxel axes of its NIfTI conversion
-  (dcm2niix, nibabel): slices sorted along the slice normal, values rescaled by slope/intercept,
-  the affine from position, orientation and spacing, converted from LPS to RAS."""
+  (dcm2niix, nibabel): slices sorted along the slice normal, values as `_dicom_pixels` makes
+  them, the affine from position, orientation and spacing, converted from LPS to RAS."""
   names = listdir(folder)
   if not names:
     raise ValueError(f"DICOM series folder {folder} is empty")
   slices = []
   for name in names:
     path = os.path.join(folder, name)
-    with _reading(path):
+    with reading(path):
       ds = pydicom.dcmread(path)
-      pixels = ds.pixel_array
+    pixels = _dicom_pixels(ds, path)
     missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
                if k not in ds]
     if missing or pixels.ndim != 2:
       raise ValueError(f"DICOM file {path}: expected a single-frame grayscale slice with "
                        f"position, orientation and spacing (missing {missing}, pixels "
                        f"{pixels.shape})")
-    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-    slices.append((path, ds, pixels.astype(np.float32) * slope + intercept))
+    slices.append((path, ds, pixels))
   first_path, first, first_pixels = slices[0]
   orientation = np.asarray(first.ImageOrientationPatient, float)
   for path, ds, pixels in slices[1:]:
@@ -326,7 +346,7 @@ def _load(path, as_label):
     raise FileNotFoundError(f"{path} does not exist")
   lower = path.lower()
   if os.path.isdir(path):
-    return _load_dicom_series(path)
+    return load_dicom_series(path)
   if lower.endswith((".nii", ".nii.gz")):
     return _load_nifti(path)
   if lower.endswith(".npy"):
@@ -447,7 +467,7 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
   image_columns = [c for t in templates for c in (_template_columns(t) if "{" in t else [t])]
   if not epath.Path(csv_path).exists():
     raise FileNotFoundError(f"CSV {csv_path} does not exist")
-  with _reading(csv_path):
+  with reading(csv_path):
     with io.StringIO(epath.Path(csv_path).read_bytes().decode(), newline="") as f:
       reader = csv.DictReader(f, fieldnames=fieldnames, delimiter=delimiter,
                               skipinitialspace=True)

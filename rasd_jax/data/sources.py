@@ -22,11 +22,32 @@ def read_options(threads):
   return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(1, threads))
 
 
+# What Decathlon dataset.json files write in "modality" -> a tasks.MODALITY_GROUPS key.
+_MODALITY_NAMES = {
+    "ct": "CT", "cta": "CT", "mr": "MRI", "mri": "MRI", "t1": "MRI", "t1w": "MRI", "t1ce": "MRI",
+    "t1gd": "MRI", "t2": "MRI", "t2w": "MRI", "flair": "MRI", "adc": "MRI", "dwi": "MRI",
+    "cinemri": "MRI", "pd": "MRI", "x-ray": "X-ray", "xray": "X-ray", "cxr": "X-ray",
+    "cr": "X-ray", "dx": "X-ray", "mg": "mammography", "mammography": "mammography",
+    "us": "ultrasound", "ultrasound": "ultrasound", "fundus": "fundus", "octa": "OCTA",
+    "pathology": "pathology", "histology": "pathology", "h&e": "pathology",
+}
+
+
+def declared_modality(listed):
+  """The modality a Decathlon dataset.json declares ({"0": "MRI", ...}, or a string): the
+  group all its channels share, else "unknown"."""
+  declared = listed.get("modality")
+  names = list(declared.values()) if isinstance(declared, dict) else [declared]
+  found = {_MODALITY_NAMES.get(str(n).strip().lower()) for n in names}
+  return found.pop() if len(found) == 1 and None not in found else "unknown"
+
+
 def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
                  label_column="label"):
-  """(kind, {'train', 'val', 'test'} entries (None where not listed), class names, source)
-  of the user's data: exactly one of json_path (segmentation), csv_path (classification;
-  several comma-separated label columns: multi-label) or folders (one per class)."""
+  """(kind, {'train', 'val', 'test'} entries (None where not listed), class names, source,
+  modality) of the user's data: exactly one of json_path (segmentation), csv_path
+  (classification; several comma-separated label columns: multi-label) or folders (one per
+  class). modality: what a dataset.json declares (`declared_modality`), else "unknown"."""
   if json_path:
     listed = json.loads(epath.Path(json_path).read_text())
     lists = {"train": readers.load_decathlon(json_path, "training")}
@@ -34,7 +55,7 @@ def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
       has = isinstance(listed.get(name), list)
       lists[key] = readers.load_decathlon(json_path, name) if has else None
     names = listed.get("labels") if isinstance(listed.get("labels"), dict) else {}
-    return "segmentation", lists, names, json_path
+    return "segmentation", lists, names, json_path, declared_modality(listed)
   if csv_path:
     columns = [c.strip() for c in label_column.split(",")]
     loaded = readers.load_classification_csv(csv_path, image_column,
@@ -44,10 +65,11 @@ def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
   else:
     loaded = readers.load_class_folders(folders)
     kind, source = "classification", folders
-  return kind, {"train": loaded.entries, "val": None, "test": None}, loaded.classes, source
+  return (kind, {"train": loaded.entries, "val": None, "test": None}, loaded.classes, source,
+          "unknown")
 
 
-def custom_task(kind, train, names, num_classes, roi):
+def custom_task(kind, train, names, num_classes, roi, modality="unknown"):
   """The task of the user's data: spatial dims and channels from the first training case;
   segmentation classes from `num_classes`, else the json's label names, else the largest
   training label; `roi` one size per axis or one for all."""
@@ -59,7 +81,8 @@ def custom_task(kind, train, names, num_classes, roi):
     classes = ("background",) + tuple(names.get(str(c), str(c)) for c in range(1, count))
   else:
     classes = tuple(str(c) for c in names)
-  return pipeline.custom_task(kind, ndim, in_channels, classes, expand_roi(roi, ndim))
+  return pipeline.custom_task(kind, ndim, in_channels, classes, expand_roi(roi, ndim),
+                              modality=modality)
 
 
 def expand_roi(roi, ndim):

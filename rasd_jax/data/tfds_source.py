@@ -11,7 +11,7 @@ TensorFlow: tensorflow-datasets writes ArrayRecord and the cases are read back t
 `tfds.data_sources` on grain threads.
 
   python -m rasd_jax.data.tfds_source rasd_tasks --config=drive-fold0 \
-      --manual_dir=/data/DRIVE --data_dir=/data/tfds
+      --manual_dir=/data/drive --data_dir=/data/tfds   # /data/drive: made by the prepare job
   python -m rasd_jax.data.tfds_source rasd_tasks \
       --config='{"task": "custom", "json": "dataset.json"}' --manual_dir=/data/mine \
       --data_dir=/data/tfds
@@ -32,7 +32,6 @@ channel count (custom data is known only when read): image float32, segmentation
 
 import collections
 import dataclasses
-import json
 
 from etils import epath
 import grain
@@ -40,6 +39,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from rasd_jax.data import pipeline
+from rasd_jax.data import prepared
 from rasd_jax.data import sources
 from rasd_jax.data import splits as splits_lib
 from rasd_jax.data import tasks
@@ -60,12 +60,6 @@ def recipe(task, *, fold=0, roi=None, evaluation="heldout", num_classes=0):
   registered = tasks.get(task)
   roi = registered.roi if roi is None else sources.expand_roi(roi, registered.ndim)
   return {**out, "roi": list(roi)}
-
-
-def run_recipe(config):
-  """The recipe of the dataset a finetune config (experiments/finetune.py) reads."""
-  return recipe(config.task, fold=config.data.fold, roi=config.roi,
-                evaluation=config.evaluation, num_classes=config.num_classes)
 
 
 def describe(built):
@@ -121,11 +115,9 @@ def _manual_instructions(config):
     return (f"The manual dir holds {config.json}: a Decathlon dataset.json (the MSD / MONAI "
             "layout) whose 'training' list (and 'validation', 'test' where given) names image "
             "and label files relative to it; 'labels' names the classes.")
-  task = tasks.get(config.task)
-  lists = ", ".join(f"{split}: {json.dumps(task.files[split])}" for split in tasks.SPLITS
-                    if split in task.files)
-  return (f"The manual dir is {task.title}'s data dir, as its release lays it out "
-          f"({task.layout}): {task.layout_notes}. Lists, relative to it: {lists}.")
+  return (f"The manual dir is the folder the prepare job made from the {config.task} download: "
+          f"python run.py --config=experiments/prepare.py:task={config.task} "
+          "--config.source=DOWNLOAD --workdir=DATA, then --manual_dir=DATA.")
 
 
 def _features(kind, instances):
@@ -218,19 +210,20 @@ class RasdTasks(tfds.core.GeneratorBasedBuilder):
       json_path = data_dir / config.json
       if not json_path.exists():
         raise ValueError(f"{json_path} does not exist; {_manual_instructions(config)}")
-      kind, lists, names, source = sources.custom_lists(json_path=str(json_path))
+      kind, lists, names, source, modality = sources.custom_lists(json_path=str(json_path))
       folds = None
     else:
       task = dataclasses.replace(tasks.get(made["task"]), roi=tuple(made["roi"]))
-      lists = tasks.load_splits(task, data_dir, fold=made["fold"])
+      lists = prepared.load_splits(task, data_dir, fold=made["fold"])
       source, folds = str(data_dir), task.cv_folds
     split = splits_lib.make_splits(lists, source=source, folds=folds, fold=made["fold"],
                                    seed=None, test=made["evaluation"] == "heldout")
     if made["task"] == "custom":
-      task = sources.custom_task(kind, split["train"], names, made["num_classes"], (None,))
+      task = sources.custom_task(kind, split["train"], names, made["num_classes"], (None,),
+                                 modality)
     self.info.metadata["task"] = {"name": task.name, "kind": task.kind, "ndim": task.ndim,
                                   "in_channels": task.in_channels,
-                                  "classes": list(task.classes)}
+                                  "classes": list(task.classes), "modality": task.modality}
     self.info.metadata["source"] = source
     return {k: self._generate_examples(task, v, k == "train")
             for k, v in split.items() if v is not None}
@@ -283,8 +276,8 @@ def task_of(path, roi):
     return dataclasses.replace(tasks.get(made["task"]),
                                roi=sources.expand_roi(roi, task["ndim"]))
   return pipeline.custom_task(task["kind"], task["ndim"], task["in_channels"],
-                              tuple(task["classes"]),
-                              sources.expand_roi(roi, task["ndim"]))
+                              tuple(task["classes"]), sources.expand_roi(roi, task["ndim"]),
+                              modality=task.get("modality", "unknown"))
 
 
 def records(path, train_fraction=1.0, seed=0):

@@ -2,8 +2,8 @@
 
 import importlib
 
-JOBS = ("export_weights", "finetune", "import_weights", "pretrain", "quickstart", "suite",
-        "synthesize")
+JOBS = ("export_weights", "finetune", "import_weights", "prepare", "pretrain", "quickstart",
+        "suite", "synthesize")
 
 
 def get(name):

@@ -44,6 +44,7 @@ from rasd_jax.workdir import log
 TASKS = ("brain", "nuclei")
 INITS = ("scratch", "pretrained")
 UNITS = {"brain": "tiles", "nuclei": "tiles"}
+MODALITIES = {"brain": "MRI", "nuclei": "unknown"}  # T1 MRI; fluorescence microscopy
 
 
 def _check(config):
@@ -147,7 +148,7 @@ def run(config, workdir):
     log(f"{name}: {len(class_names)} classes; {len(data['train'])} training {UNITS[name]}, "
         f"{len(data['val'])} validation and {len(data['test'])} test images")
     task = pipeline.custom_task("segmentation", 2, 1, class_names, (config.roi,) * 2,
-                                name=name)
+                                name=name, modality=MODALITIES[name])
     spec = _spec(config.pretrain, len(class_names))
     trainers = {probe: engine.make_trainer(
         spec, task, config.probe_optim if probe else config.optim, config.steps,

@@ -2,10 +2,10 @@
 seeds, and summarise pre-trained against scratch, paired by seed.
 
 1. `config.tasks` holds one finetune config per task (experiments/suite.py). A registry task
-   reads data_root/NAME unless its data.dir is set; with `tfds_dir`, every task reads its
-   prepared dataset there instead (data.source=tfds, data.tfds_dir). A task whose data does
-   not list (tasks.load_splits raises, a custom task's file is missing, no dataset built for
-   it) is skipped and reported with the layout it expects.
+   reads data_root/NAME (a folder the prepare job made) unless its data.dir is set; with
+   `tfds_dir`, every task reads its built dataset there instead (data.source=tfds,
+   data.tfds_dir). A task whose data does not list (prepared.load_splits raises, a custom
+   task's file is missing, no dataset built for it) is skipped and reported with the reason.
 2. Per task, seed and init: S/TASK/scratch/seedK and S/TASK/pretrained/seedK, each a run of
    the fine-tuning engine (resumed if it was cut short, skipped if its results.json is
    there) with W/wall.json (the seconds of the invocation that finished it). `init` is
@@ -30,6 +30,7 @@ import time
 from etils import epath
 import jax
 
+from rasd_jax.data import prepared
 from rasd_jax.data import sources
 from rasd_jax.data import tasks
 from rasd_jax.evaluation import compare
@@ -118,7 +119,7 @@ def data_problem(config, name):
   if run.data.source == "tfds":
     from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
     try:
-      tfds_source.find(run.data.tfds_dir, tfds_source.run_recipe(run))
+      tfds_source.find(run.data.tfds_dir, engine.tfds_recipe(run))
     except ValueError as e:
       return str(e)
     return None
@@ -128,7 +129,7 @@ def data_problem(config, name):
     return (None if (found.is_dir() if key == "folders" else found.is_file())
             else f"data.{key} {run.data[key]!r} does not exist")
   try:
-    tasks.load_splits(run.task, run.data.dir, fold=run.data.fold)
+    prepared.load_splits(run.task, run.data.dir, fold=run.data.fold)
   except (FileNotFoundError, ValueError) as e:
     return str(e)
   return None
@@ -208,8 +209,8 @@ def summary_rows(config, workdir, runs, missing):
     status = ("no data" if name in missing else "done" if len(done) == planned
               else f"{len(done)}/{planned} runs")
     rows.append(dict(
-        # A custom task's modality is unknown (the engine's task says CT by default).
-        task=name, modality=task.modality_group if task else "custom",
+        task=name, modality=first.get("modality") or (task.modality_group if task else
+                                                      "unknown"),
         kind=first.get("kind") or (task.kind if task else ""), metric=metric,
         lower_is_better=paired.lower, scratch_mean=paired.baseline[0],
         scratch_sd=paired.baseline[1], pretrained_mean=paired.treated[0],
@@ -264,9 +265,6 @@ def summary_markdown(config, rows):
     lines += ["", "## Not run: data missing or not in the expected layout", ""]
     for r in skipped:
       lines.append(f"- {r['task']}: {r['problem']}")
-      task = _registry(config, r["task"])
-      if task is not None and task.layout_notes not in r["problem"]:
-        lines.append(f"  Expected: the {task.layout} layout: {task.layout_notes}")
   return "\n".join(lines) + "\n"
 
 

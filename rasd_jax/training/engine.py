@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rasd_jax.data import pipeline
+from rasd_jax.data import prepared
 from rasd_jax.data import sources
 from rasd_jax.data import splits as splits_lib
 from rasd_jax.data import tasks
@@ -252,8 +253,9 @@ def _check(config):
   if config.task != "custom":
     tasks.get(config.task)  # an unknown name: an error with the closest names
     if from_files and not config.data.dir:
-      raise ValueError(f"task={config.task} needs data.dir: the folder holding the dataset "
-                       "in its official layout (--config.data.dir=PATH)")
+      raise ValueError(f"task={config.task} needs data.dir: the folder the prepare job made "
+                       f"from the download (experiments/prepare.py:task={config.task}; "
+                       "--config.data.dir=PATH)")
   else:
     given = [k for k in sources.CUSTOM_SOURCES if config.data[k]]
     if from_files and len(given) != 1:
@@ -291,6 +293,13 @@ def _check(config):
     raise ValueError(f"evaluation {config.evaluation!r}: one of {EVALUATIONS}")
 
 
+def tfds_recipe(config):
+  """The recipe (tfds_source.recipe) of the dataset a finetune config reads."""
+  from rasd_jax.data import tfds_source
+  return tfds_source.recipe(config.task, fold=config.data.fold, roi=config.roi,
+                            evaluation=config.evaluation, num_classes=config.num_classes)
+
+
 def _cases(config):
   """(task, {'train', 'val', 'test'} entries; test None with evaluation 'paper'): the lists
   and splits, checked before anything is written or read in full. data.source "tfds": the
@@ -298,17 +307,17 @@ def _cases(config):
   its cases (tfds_source.Record)."""
   if config.data.source == "tfds":
     from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
-    path = tfds_source.find(config.data.tfds_dir, tfds_source.run_recipe(config))
+    path = tfds_source.find(config.data.tfds_dir, tfds_recipe(config))
     return (tfds_source.task_of(path, config.roi),
             tfds_source.records(path, config.train_fraction, config.seed))
   if config.task != "custom":
     task = tasks.get(config.task)
     task = dataclasses.replace(task, roi=sources.expand_roi(config.roi, task.ndim))
     source = config.data.dir
-    lists = tasks.load_splits(task, config.data.dir, fold=config.data.fold)
+    lists = prepared.load_splits(task, config.data.dir, fold=config.data.fold)
     folds = task.cv_folds
   else:
-    kind, lists, names, source = sources.custom_lists(
+    kind, lists, names, source, modality = sources.custom_lists(
         json_path=config.data.json, csv_path=config.data.csv, folders=config.data.folders,
         image_column=config.data.image_column, label_column=config.data.label_column)
     task, folds = None, None
@@ -316,7 +325,8 @@ def _cases(config):
                                  train_fraction=config.train_fraction, seed=config.seed,
                                  test=config.evaluation == "heldout")
   if task is None:
-    task = sources.custom_task(kind, split["train"], names, config.num_classes, config.roi)
+    task = sources.custom_task(kind, split["train"], names, config.num_classes, config.roi,
+                               modality)
   return task, split
 
 

@@ -464,8 +464,9 @@ def test_unbalanced_sampling_draws_uniformly_then_augments():
 
 def test_custom_task_and_auto_intensity(tmp_path):
   task = pipeline.custom_task("segmentation", 3, 1, 3, (4, 4, 4))
-  assert task.classes == ("background", "class 1", "class 2") and task.layout == "decathlon_json"
-  assert pipeline.custom_task("classification", 2, 1, ("a", "b"), (4, 4)).layout == "csv"
+  assert task.classes == ("background", "class 1", "class 2") and task.modality == "unknown"
+  assert pipeline.custom_task("classification", 2, 1, ("a", "b"), (4, 4),
+                              modality="MRI").modality_group == "MRI"
   affine = np.eye(4)
   label = _nifti(tmp_path / "seg.nii.gz", np.zeros((4, 4, 4), np.uint8), affine)
   unit = np.linspace(0, 1, 64, dtype=np.float32).reshape(4, 4, 4)

@@ -1,14 +1,13 @@
 """make_splits: patients kept in one split, the same held-out cases for every seed, k folds,
-official lists; through registry layouts (load_splits) and on plain lists."""
+official lists; on the lists of download recipes and on plain lists."""
 
-import csv
 import math
 import os
 
 import numpy as np
 import pytest
 
-from rasd_jax.data import splits, tasks
+from rasd_jax.data import downloads, prepared, splits, tasks
 
 SEEDS_AND_FRACTIONS = [(0, 1.0), (1, 1.0), (7, 1.0), (3, 0.4)]
 
@@ -44,34 +43,27 @@ def _over_seeds(lists, source, **kwargs):
   return first
 
 
-def _write_ccii(root, scans):
-  """A CC-CCII fold 0: {split: {patient: scans}} in the registry's CSV layout."""
-  for split, patients in scans.items():
-    path = os.path.join(root, f"csv/CC_CCII_fold0_{split}.csv")
-    _touch(path)
-    with open(path, "w", newline="") as f:
-      writer = csv.writer(f)
-      writer.writerow(["zip_file", "target", "label", "patient_id", "scan_id", "n_slice"])
-      for patient, count in patients.items():
-        for scan in range(count):
-          writer.writerow(["x.zip", patient % 3, "NCP", patient, scan, 4])
-          _touch(os.path.join(root, f"p{patient}-s{scan}.npy"))
+def _listed(task, root):
+  """The lists of `task`'s download in `root` as its recipe names them (fold 0), without
+  reading a file (prepare would: these files are empty)."""
+  layout, found = downloads.find_root(downloads.get(task), root)
+  listing = layout.cases(found)
+  return prepared.splits_of(listing.cases, listing.folds)
 
 
-def test_ccii_patients_with_several_scans_stay_together(tmp_path):
-  train = {patient: 1 + patient % 5 for patient in range(1, 15)}  # 1 to 5 scans each
-  _write_ccii(tmp_path, {"train": train, "valid": {100: 3, 101: 2}})
-  lists = tasks.load_splits("cc_ccii", tmp_path)
-  # The group is the patient_id column, read from the file name p{patient_id}-s{scan_id}.npy.
-  for entry in lists["train"] + lists["val"]:
-    assert entry["group"] == os.path.basename(entry["image"])[1:].split("-")[0]
-  assert _patients(lists["train"]) == {str(p) for p in train}
+def test_patients_with_several_scans_stay_together():
+  """CC-CCII: 1 to 5 scans a patient; an official validation list; the test split held out of
+  the training list by whole patients, just enough of them to reach 20% of the cases."""
+  train = {patient: 1 + patient % 5 for patient in range(1, 15)}
+  lists = {"train": [{"image": f"/d/p{p}-s{s}.npy", "label": p % 3, "id": f"p{p}-s{s}",
+                      "group": str(p)} for p, count in train.items() for s in range(count)],
+           "val": [{"image": f"/d/p{p}-s0.npy", "label": 0, "id": f"p{p}-s0", "group": str(p)}
+                   for p in (100, 101)], "test": None}
   out = _over_seeds(lists, "cc_ccii")
   assert out["val"] == lists["val"]  # the official validation list
   n = sum(train.values())
   target = round(0.2 * n)
   held = [str(p) for p in train if str(p) in _patients(out["test"])]
-  # Whole patients, just enough of them to reach 20% of the cases.
   assert sorted(e["id"] for e in out["test"]) == sorted(
       f"p{p}-s{s}" for p in held for s in range(train[int(p)]))
   assert len(out["test"]) >= target > len(out["test"]) - max(train[int(p)] for p in held)
@@ -82,9 +74,9 @@ def test_tnbc_folders_hold_validation_out_by_patient(tmp_path):
   images = {patient: 1 + patient % 4 for patient in range(1, 12)}
   for patient, count in images.items():
     for n in range(1, count + 1):
-      _touch(str(tmp_path / f"Slide_{patient:02d}/{patient:02d}_{n}.png"))
-      _touch(str(tmp_path / f"GT_{patient:02d}/{patient:02d}_{n}.png"))
-  lists = tasks.load_splits("tnbc", tmp_path)
+      _touch(str(tmp_path / f"TNBC/Slide_{patient:02d}/{patient:02d}_{n}.png"))
+      _touch(str(tmp_path / f"TNBC/GT_{patient:02d}/{patient:02d}_{n}.png"))
+  lists = _listed("tnbc", tmp_path)
   assert _patients(lists["train"]) == {f"{p:02d}" for p in range(1, 9)}
   assert _patients(lists["test"]) == {"09", "10", "11"} and lists["val"] is None
   out = _over_seeds(lists, "tnbc")
@@ -93,19 +85,14 @@ def test_tnbc_folders_hold_validation_out_by_patient(tmp_path):
     assert sum(e["group"] == patient for e in out["val"]) == images[int(patient)]
 
 
-def _write_epithelium(root, images):
-  for patient, count in images.items():
-    for n in range(count):
-      _touch(os.path.join(root, f"epi/{patient}_500_f{patient:03d}{n}.tif"))
-      _touch(os.path.join(root, f"epi/{patient}_500_f{patient:03d}{n}_mask.png"))
-
-
 def test_cross_validation_folds_partition_the_patients(tmp_path):
   task = tasks.get("janowczyk_epithelium")
   images = {patient: 1 + patient % 4 for patient in range(10, 21)}  # 11 patients
-  _write_epithelium(tmp_path, images)
-  lists = tasks.load_splits(task, tmp_path)
-  assert tasks.load_splits(task, tmp_path, fold=4) == lists  # the fold is make_splits' business
+  for patient, count in images.items():
+    for n in range(count):
+      _touch(os.path.join(tmp_path, f"epi/{patient}_500_f{patient:03d}{n}_original.tif"))
+      _touch(os.path.join(tmp_path, f"epi/{patient}_500_f{patient:03d}{n}_mask.png"))
+  lists = _listed(task.name, tmp_path)
   tests = []
   for fold in range(task.cv_folds):
     out = _over_seeds(lists, task.name, folds=task.cv_folds, fold=fold)
@@ -118,8 +105,6 @@ def test_cross_validation_folds_partition_the_patients(tmp_path):
   assert max(sizes) - min(sizes) <= max(images.values())
   with pytest.raises(ValueError, match="fold 5 of janowczyk_epithelium: it has 5 folds \\(0-4\\)"):
     splits.make_splits(lists, source=task.name, folds=task.cv_folds, fold=5)
-  with pytest.raises(ValueError, match="fold 5 of task 'janowczyk_epithelium': it has 5 folds"):
-    tasks.load_splits(task, tmp_path, fold=5)
 
 
 def _entries(n, groups=None, labelled=True):

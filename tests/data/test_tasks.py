@@ -2,13 +2,11 @@
 
 import collections
 import dataclasses
-import json
-import re
 
 import numpy as np
 import pytest
 
-from rasd_jax.data import readers, tasks
+from rasd_jax.data import tasks
 from rasd_jax.evaluation import metrics
 
 
@@ -41,13 +39,10 @@ def test_task_checks_its_fields():
   for change, message in [({"roi": (128, 128, 128)}, "roi"), ({"kind": "detection"}, "kind"),
                           ({"classes": ("vessel", "background")}, "background"),
                           ({"metrics": ("dice", "aupr")}, "extra_metrics"),
-                          ({"layout": "zip"}, "layout"), ({"modality": "PET"}, "modality"),
-                          ({"files": {"json": "DRIVE.json"}}, "'train'"),
-                          ({"files": {**fields["files"], "mask": "x"}}, r"unknown keys \['mask'\]"),
-                          ({"files": {**fields["files"], "folds": 2}}, "'folds' goes with"),
-                          ({"files": {**fields["files"], "cv_folds": 1}}, "'cv_folds' 1"),
-                          ({"files": {**fields["files"], "group": "Neo"}}, "one \\(group\\)"),
-                          ({"files": {**fields["files"], "group": "(("}}, "not a regular")]:
+                          ({"modality": "PET"}, "modality"),
+                          ({"official_folds": 0}, "official_folds 0 must be an int >= 1"),
+                          ({"official_folds": 2.0}, "official_folds 2.0"),
+                          ({"cv_folds": 1}, "cv_folds 1 must be an int >= 2")]:
     with pytest.raises(ValueError, match=message):
       tasks.Task(**{**fields, **change})
 
@@ -71,38 +66,19 @@ def test_task_checks_its_protocol():
       (drive, {"inference": tasks.Inference(overlap=1.0)}, "overlap < 1"),
       (drive, {"inference": tasks.Inference(output="tanh")}, "output is one of"),
       (btcv, {"inference": tasks.Inference(output="sigmoid")}, "'sigmoid' is for 2-class"),
-      (btcv, {"files": {**btcv["files"], "cv_folds": 5.0}}, "must be an int >= 2")]:
+      (btcv, {"cv_folds": 5.0}, "must be an int >= 2")]:
     with pytest.raises(ValueError, match=f"task '{fields['name']}': .*{message}"):
       tasks.Task(**{**fields, **change})
-  for name in ("luna16", "brats21"):  # an official test list; official folds
-    fields = {field.name: getattr(tasks.get(name), field.name)
-              for field in dataclasses.fields(tasks.Task)}
-    with pytest.raises(ValueError, match="without official folds or test list"):
-      tasks.Task(**{**fields, "files": {**fields["files"], "cv_folds": 5}})
-
-
-def test_task_checks_its_files_per_layout():
-  fields = {field.name: getattr(tasks.get("cdd_cesm"), field.name)
-            for field in dataclasses.fields(tasks.Task)}
-  spec = fields["files"]["train"]
-  for files, message in [
-      ({"train": {**spec, "label_names": {"Normal": "healthy"}}}, "not classes"),
-      ({"train": {**spec, "sheet": 1}}, r"unknown keys \['sheet'\]"),
-      ({"train": {"csv": "a.csv", "image": "image"}}, r"missing keys \['label'\]"),
-      ({"train": "train"}, "a dict or a list of dicts"),
-      ({"train": {"csv": "fold{fold}.csv", "image": "i", "label": "l"}}, "'folds' goes with")]:
-    with pytest.raises(ValueError, match=message):
-      tasks.Task(**{**fields, "files": files})
-  bfmr = {field.name: getattr(tasks.get("bfmr"), field.name)
-          for field in dataclasses.fields(tasks.Task)}
-  with pytest.raises(ValueError, match="must be a folder"):
-    tasks.Task(**{**bfmr, "files": {"train": {"images": "x"}}})
+  brats = {field.name: getattr(tasks.get("brats21"), field.name)
+           for field in dataclasses.fields(tasks.Task)}
+  with pytest.raises(ValueError, match="for data without official folds"):
+    tasks.Task(**{**brats, "cv_folds": 5})
 
 
 def test_counts():
   assert len(tasks.TASKS) == 56
   assert all(name == task.name for name, task in tasks.TASKS.items())
-  assert set(tasks.MODALITY_GROUPS.values()) == {t.modality_group for t in ALL}
+  assert set(tasks.MODALITY_GROUPS.values()) - {"unknown"} == {t.modality_group for t in ALL}
   assert len({t.modality_group for t in ALL}) == 6
   kinds = collections.Counter((t.kind, t.ndim) for t in ALL)
   assert kinds[("segmentation", 3)] == 17
@@ -119,11 +95,7 @@ def test_task_is_valid(task):
   assert len(task.roi) == task.ndim
   assert all(size is None or (isinstance(size, int) and size > 0) for size in task.roi)
   assert task.in_channels >= 1
-  assert task.layout in tasks.LAYOUTS and task.layout_notes and task.split
-  assert task.files and "train" in task.files and set(task.files) <= set(tasks.SPLITS) | {
-      "folds", "cv_folds", "group", "json", "fold_key", "val_tail", "image", "label", "images",
-      "masks", "pattern", "ids", "csv", "label_names", "fieldnames", "delimiter", "where"}
-  assert callable(getattr(readers, tasks.LAYOUTS[task.layout]))
+  assert task.split
   assert len(set(task.classes)) == len(task.classes)
   if task.kind == "segmentation":
     assert task.classes[0] == "background" and len(task.classes) >= 2
@@ -137,7 +109,9 @@ def test_task_is_valid(task):
   assert not set(task.extra_metrics) & set.union(*METRIC_KEYS.values())
   assert task.optimizer.lr > 0 and task.schedule.epochs > 0 and task.sampling.batch >= 1
   # The five reference fundus tasks (one JSON each) have one sigmoid output channel.
-  assert (task.inference.output == "sigmoid") == (task.layout == "image_mask_json")
+  # The reference's fundus loop: one sigmoid channel.
+  assert (task.inference.output == "sigmoid") == (
+      task.preprocessing.get("template") == "fundus" and not task.inferred)
   assert task.sampling.balanced == (task.name == "luna16")
   assert 1 <= task.folds and (task.cv_folds is None or task.cv_folds == task.folds)
   assert "template" in task.preprocessing
@@ -195,40 +169,11 @@ def test_reference_values():
   assert tasks.get("drac").optimizer == tasks.Optimizer("adamw_amsgrad", 8e-5, 0.01)
   assert {"idrid_grading", "idrid_lesion_seg", "mmotu_seg", "mmotu_cls"} <= set(tasks.TASKS)
   assert tasks.get("mmotu_cls").num_classes == 8
-  assert tasks.get("brats21").files["folds"] == 5 and tasks.get("segthor").files["val_tail"] == 8
-  mrnet_files = tasks.get("mrnet_acl").files
-  assert mrnet_files["val"]["csv"] == "valid-acl.csv" and mrnet_files["fieldnames"]
-  assert [p.split("/")[1] for p in mrnet_files["train"]["image"]] == [
-      "axial", "coronal", "sagittal"]
-  # Official lists, cross-validation where the row says so, and where the patient is known.
-  assert {s for s in tasks.SPLITS if s in bone_age.files} == set(tasks.SPLITS)
-  assert {s for s in tasks.SPLITS if s in tasks.get("wsss4luad").files} == set(tasks.SPLITS)
+  # Official folds, and cross-validation where the row says so.
   assert {t.name: t.cv_folds for t in ALL if t.cv_folds} == {
       "shenzhen": 5, "janowczyk_epithelium": 5, "ddti": 5}
   assert {t.name: t.folds for t in ALL if t.folds > 1 and not t.cv_folds} == {
       "brats21": 5, "covid19_20": 5, "cc_ccii": 3}
-  grouped = {t.name for t in ALL if "group" in json.dumps(t.files) or "/*" in json.dumps(t.files)}
-  assert grouped == {"cc_ccii", "cdd_cesm", "inbreast", "vindr_mammo", "cbis_ddsm", "cocahis",
-                     "tnbc", "monusac", "janowczyk_epithelium", "midog21", "nucls", "wsss4luad"}
-
-
-@pytest.mark.parametrize("name, path, patient", [
-    ("cc_ccii", "p1234-s7.npy", "1234"),
-    ("cdd_cesm", "Low energy images of CDD-CESM/P12_L_DM_CC.jpg", "P12"),
-    ("inbreast", "AllDICOMs/20586908_6c613a14b80a8591_MG_R_CC_ANON.dcm", "6c613a14b80a8591"),
-    ("vindr_mammo", "images/a1b2/c3d4.dicom", "a1b2"),
-    ("cbis_ddsm", "CBIS-DDSM/Mass-Training_P_00001_LEFT_CC_1/1.3.6/1.3.6/000000.dcm", "P_00001"),
-    ("cocahis", "train/images/7_12.png", "7"),
-    ("tnbc", "Slide_03/03_2.png", "03"),
-    ("janowczyk_epithelium", "epi/10262_500_f00182_original.tif", "10262"),
-    ("midog21", "patches/042_17.png", "042"),
-    ("nucls", "crops/TCGA-A1-A0SP-DX1_id-5ea40_left-7053_3.png", "TCGA-A1-A0SP"),
-    ("wsss4luad", "1.training/436219-7159-48057-[1, 0, 0].png", "436219")])
-def test_group_patterns_read_the_patient(name, path, patient):
-  """Each group pattern on a path of its dataset's naming (from the layout notes)."""
-  files = tasks.get(name).files
-  pattern = files.get("group") or files["train"]["group"]
-  assert re.search(pattern, path).group(1) == patient
 
 
 def test_unknown_name_suggests_the_closest():

@@ -1,4 +1,4 @@
-"""The TFDS path (rasd_jax.data.tfds_source): registry fixtures (tests/data/test_task_fixtures.py,
+"""The TFDS path (rasd_jax.data.tfds_source): registry fixtures (tests/data/downloads/official.py,
 each task's official layout) and the offline demo data (rasd_jax.data.demo) built as ArrayRecord
 with no TensorFlow, read back equal to what the finetune job prepares from the files, and the
 finetune job reading them gives the same losses and results."""
@@ -18,8 +18,8 @@ from experiments import finetune as finetune_experiment
 from rasd_jax.data import demo, tasks, tfds_source
 from rasd_jax.training import engine
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
-import test_task_fixtures  # noqa: E402  (the fixture writers, one per layout)
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
+import official  # noqa: E402  (every task's official-download fixture)
 
 TINY = ["--config.model=unet_tiny", "--config.total_steps=6", "--config.eval_every_steps=3",
         "--config.checkpoint_every=6", "--config.batch_size=2", "--config.log_every=1",
@@ -88,12 +88,12 @@ RUN_ONLY = ("seed", "train_fraction")  # a run's choice, not the dataset's
     for name, recipe in RECIPES])
 def test_registry_task_reads_back_as_the_job_prepares_it(tmp_path, name, recipe):
   task = tasks.get(name)
-  test_task_fixtures.WRITERS[task.layout](task, str(tmp_path / "data"))
+  official.write_prepared(task.name, str(tmp_path / "data"))
   builder = build(tmp_path / "data", tmp_path / "tfds", task=name,
                   **{k: v for k, v in recipe.items() if k not in RUN_ONLY})
   assert builder.info.file_format.value == "array_record"
   assert sorted(p.name for p in builder.data_path.glob("*.array_record*"))
-  assert task.layout_notes in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+  assert f"prepare.py:task={name} " in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
   config = job_config(name, dir=str(tmp_path / "data"), fold=recipe.get("fold", 0))
   config.roi = recipe.get("roi", task.roi)
   config.seed, config.train_fraction = recipe.get("seed", 0), recipe.get("train_fraction", 1.0)
@@ -174,7 +174,7 @@ def test_suite_reads_the_built_datasets(tmp_path):
   results of the same suite reading the files; a task with no dataset there is skipped,
   naming what it asked for."""
   task = tasks.get("drive")
-  test_task_fixtures.WRITERS[task.layout](task, str(tmp_path / "data" / "drive"))
+  official.write_prepared(task.name, str(tmp_path / "data" / "drive"))
   build(tmp_path / "data" / "drive", tmp_path / "tfds", task="drive", roi=(16,))
   config = "experiments/suite.py:tiny,tasks=drive+stare"
   run_job(config, tmp_path / "files", f"--config.data_root={tmp_path / 'data'}")
@@ -192,7 +192,7 @@ def test_a_dataset_for_another_recipe_is_a_one_line_error(tmp_path):
   one line naming what the run asks and what the dir holds, before the workdir exists."""
   for name in ("drive", "janowczyk_epithelium"):
     task = tasks.get(name)
-    test_task_fixtures.WRITERS[task.layout](task, str(tmp_path / name))
+    official.write_prepared(task.name, str(tmp_path / name))
     build(tmp_path / name, tmp_path / "tfds", task=name)
   os.makedirs(tmp_path / "empty")
   drive = "drive-fold0: task drive, fold 0, evaluation heldout, roi (128, 128)"

@@ -35,7 +35,7 @@ def write_dataset(root, train=3, val=1, test=1):
              root / "labels" / name)
     names.append({"image": f"images/{name}", "label": f"labels/{name}"})
   labels = {str(i): n for i, n in enumerate(task.class_names)}
-  data = {"name": "tiny", "labels": labels, "training": names[:train],
+  data = {"name": "tiny", "modality": {"0": "T1"}, "labels": labels, "training": names[:train],
           "validation": names[train:train + val], "test": names[train + val:]}
   with open(root / "dataset.json", "w") as f:
     json.dump(data, f)
@@ -55,6 +55,7 @@ def run(workdir, *overrides, check=True, config="experiments/finetune.py:task=cu
 def check_results(workdir, init):
   results = json.load(open(os.path.join(workdir, "results.json")))
   assert results["task"] == "custom" and results["init"] == init
+  assert results["modality"] == "MRI"  # the dataset.json's own word, T1
   assert results["split_sizes"] == {"train": 3, "val": 1, "test": 1}
   assert results["model"] == "unet_tiny" and results["selected_step"] in (6, 12)
   assert results["class_names"] == ["grey_matter", "white_matter", "rest"]
@@ -214,11 +215,11 @@ def test_registry_task_end_to_end(tmp_path, name):
   """A registry task through run.py on a fixture in its official layout (written by the
   registry's fixture test): binary sigmoid segmentation, multi-label, regression, and
   extra metrics (GlaS object F1 and Dice from its instance masks, IDRiD QWK)."""
-  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
-  import test_task_fixtures
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
+  import official
   from rasd_jax.data import tasks
   task = tasks.get(name)
-  test_task_fixtures.WRITERS[task.layout](task, str(tmp_path / "data"))
+  official.write_prepared(task.name, str(tmp_path / "data"))
   w = tmp_path / "w"
   out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.roi=(16,)", *TINY,
             config=f"experiments/finetune.py:task={name},runlocal")
@@ -274,25 +275,28 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, dataset):
 
 
 def test_registry_mistakes_are_one_line_and_write_nothing(tmp_path):
-  """Missing data, data half present (a listed file gone), a fold out of range, and a
-  duration given in both units: one `error:` line, no traceback, and the workdir of an
-  earlier run left byte for byte as it was (a fresh workdir is not even created)."""
-  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
-  import test_task_fixtures
-  from rasd_jax.data import tasks
+  """Missing data, a download that was not prepared, prepared data half present (a listed
+  file gone since), a fold out of range, and a duration given in both units: one `error:`
+  line, no traceback, and the workdir of an earlier run left byte for byte as it was (a
+  fresh workdir is not even created)."""
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
+  import official
+  from rasd_jax.data import prepared
   data = tmp_path / "data"
-  test_task_fixtures.WRITERS["image_mask_json"](tasks.get("drive"), str(data))
+  official.write_prepared("drive", str(data))
   config = "experiments/finetune.py:task=drive,runlocal"
   earlier = tmp_path / "earlier"
   os.makedirs(earlier)
   (earlier / "config.json").write_text("{}")
   half = tmp_path / "half"
-  shutil.copytree(data, half)
-  listed = json.load(open(half / "DRIVE.json"))["training"][0]["image"]
-  os.remove(half / listed)
+  shutil.copytree(f"{data}.download", f"{half}.download")
+  prepared.prepare("drive", f"{half}.download", half, progress=False)
+  os.remove(prepared.load_splits("drive", half)["train"][0]["image"])
   cases = {
       "missing": ([f"--config.data.dir={tmp_path / 'nowhere'}"], "nowhere"),
-      "half present": ([f"--config.data.dir={half}"], "do not exist"),
+      "not prepared": ([f"--config.data.dir={data}.download"],
+                       "is not a prepared data folder (no prepare.json)"),
+      "half present": ([f"--config.data.dir={half}"], "does not exist"),
       "fold": ([f"--config.data.dir={data}", "--config.data.fold=3"],
                "fold 3 of task 'drive'"),
       "both units": ([f"--config.data.dir={data}", "--config.total_epochs=3"],
@@ -312,11 +316,10 @@ def test_swinunetr_3d_through_the_job(tmp_path):
   """A 3D registry task (MSD spleen, CT-T) fine-tunes the job's own default 3D network,
   swinunetr_tiny, built with its real initialisers, on 32^3 patches: two steps, one
   validation, a test score; load_model gives the network back."""
-  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
-  import test_task_fixtures
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
+  import official
   import rasd_jax
-  from rasd_jax.data import tasks
-  test_task_fixtures.WRITERS["decathlon_json"](tasks.get("msd09"), str(tmp_path / "data"))
+  official.write_prepared("msd09", str(tmp_path / "data"))
   w = tmp_path / "w"
   out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.total_steps=2",
             "--config.eval_every_steps=2", "--config.log_every=1",

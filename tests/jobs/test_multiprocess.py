@@ -183,11 +183,11 @@ def test_finetune_batch_1_on_1_device_and_2_processes(tmp_path):
   processes x 4 devices (each computes the whole batch; both processes feed it the same case)
   train on the same batches and give the same losses, validation and test results; the job
   says how it laid the batch out."""
-  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
-  import test_task_fixtures
+  sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
+  import official
   from rasd_jax.data import tasks
   task = tasks.get("idrid_grading")
-  test_task_fixtures.WRITERS[task.layout](task, str(tmp_path / "data"))
+  official.write_prepared(task.name, str(tmp_path / "data"))
   cmd = lambda w: _job("experiments/finetune.py:task=idrid_grading,runlocal", w,  # noqa: E731
                        f"--config.data.dir={tmp_path / 'data'}", "--config.roi=(16,)",
                        "--config.batch_size=1", *FINETUNE)

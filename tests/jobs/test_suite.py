@@ -1,5 +1,5 @@
 """The suite job end to end through run.py (subprocesses), at its `tiny` size: every registry
-task on a fixture in its official layout (the writers of tests/data/test_task_fixtures.py),
+task on a fixture in its official layout (tests/data/downloads/official.py),
 from scratch and from tiny 2D and 3D pre-trainings; missing data, a custom task, a rerun."""
 
 import csv
@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO_ROOT, run_job
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
-import test_task_fixtures  # noqa: E402  (the fixture writers, one per layout)
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
+import official  # noqa: E402  (every task's official-download fixture)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -37,10 +37,9 @@ def inits(tmp_path_factory):
 
 
 def write_data(root, names):
-  from rasd_jax.data import tasks
+  """root/NAME: each task's official fixture, prepared."""
   for name in names:
-    task = tasks.get(name)
-    test_task_fixtures.WRITERS[task.layout](task, str(root / name))
+    official.write_prepared(name, str(root / name))
 
 
 def read_csv(workdir):
@@ -105,27 +104,29 @@ def test_every_registry_task(tmp_path, inits, half):
 
 @pytest.mark.slow(200)
 def test_missing_data_custom_task_and_rerun(tmp_path, inits):
-  """drive with data, btcv without (listed with its layout), a custom class-folders task
-  (tiles of a registry fixture), 2 seeds; a rerun redoes nothing and rebuilds the same
-  summary; a run whose results.json is lost is redone alone."""
-  from rasd_jax.data import tasks
+  """drive with data, btcv without (not prepared: the reason listed), a custom class-folders
+  task (a registry fixture's class folders), 2 seeds; a rerun redoes nothing and rebuilds the
+  same summary; a run whose results.json is lost is redone alone."""
   from rasd_jax.evaluation import compare
   write_data(tmp_path / "data", ["drive", "bfmr"])
   s = tmp_path / "suite"
   args = [f"--config.data_root={tmp_path / 'data'}", f"--config.init={inits[2]}",
           "--config.seeds=2", "--config.tasks.drive.total_steps=2"]
-  config = f"experiments/suite.py:tiny,tasks=drive+btcv+mine={tmp_path / 'data/bfmr/train'}"
+  mine = tmp_path / "data/bfmr.download/Bone_Fracture_Binary_Classification" / \
+      "Bone_Fracture_Binary_Classification/train"
+  config = f"experiments/suite.py:tiny,tasks=drive+btcv+mine={mine}"
   out = run(s, *args, config=config)
   assert "btcv: skipped" in out.stdout
   rows = read_csv(s)
   assert rows["btcv"]["status"] == "no data" and rows["btcv"]["seeds"] == "0"
   summary = (s / "summary.md").read_text()
   missing = summary.split("## Not run")[1]
-  assert "- btcv: data dir" in missing and tasks.get("btcv").layout_notes in missing
+  assert "- btcv: " in missing and "is not a prepared data folder" in missing
+  assert "experiments/prepare.py:task=NAME" in missing
   assert "| btcv |" not in summary.split("## Not run")[0]
   results = json.loads((s / "drive" / "pretrained" / "seed1" / "results.json").read_text())
   assert results["total_steps"] == 2 and results["seed"] == 1
-  assert rows["mine"]["kind"] == "classification" and rows["mine"]["modality"] == "custom"
+  assert rows["mine"]["kind"] == "classification" and rows["mine"]["modality"] == "unknown"
   for name in ("drive", "mine"):
     row, metric = rows[name], rows[name]["metric"]
     values = {init: [score(s, name, init, seed) for seed in (0, 1)]

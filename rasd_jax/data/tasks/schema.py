@@ -18,31 +18,24 @@ Conventions of the fields:
   (masks: "nonzero" for instance labels, "half" for lossy JPEG masks).
 - optimizer, schedule, sampling, inference: the reference protocol's training recipe (the
   dataclasses below say what each value means).
-- files: where the task's lists and files lie, relative to the data dir, read by
-  `layouts.load_splits` (its docstring lists the keys of each layout). None: a custom task, whose
-  caller lists the cases.
+- official_folds: how many folds the dataset's (or the authors') lists define; `fold` picks
+  the validation fold. cv_folds: k, where the protocol is k-fold cross-validation on data
+  without official folds or test list (splits.make_splits holds fold `fold` out as the test
+  split).
+Where a task's files lie in its download, and which lists it follows, is its download recipe's
+business (rasd_jax.data.downloads).
 """
 
 import dataclasses
-import json
-import re
 
 from rasd_jax.data.augmentation import Augmentation
 
-# Layout name -> the `rasd_jax.data.readers` function that lists its cases.
-LAYOUTS = {
-    "decathlon_json": "load_decathlon",      # MSD dataset.json: training/validation {image, label}
-    "image_mask_json": "load_decathlon",     # 2D image/mask pairs listed in the same JSON form
-    "image_mask_folders": "pairs_from_folders",  # 2D images and masks matched by name
-    "csv": "load_classification_csv",        # CSV of image path and label column(s)
-    "npy_csv": "load_classification_csv",    # CSV of labels naming .npy volumes
-    "class_folders": "load_class_folders",   # one folder per class
-}
 KINDS = ("segmentation", "classification", "multilabel", "regression")
 # Modality -> the paper's six modality groups (mammography counts as X-ray, OCTA as fundus).
 MODALITY_GROUPS = {
     "CT": "CT", "MRI": "MRI", "X-ray": "X-ray", "mammography": "X-ray", "fundus": "fundus",
     "OCTA": "fundus", "pathology": "pathology", "ultrasound": "ultrasound",
+    "unknown": "unknown",  # custom data that does not declare its modality
 }
 # Kind -> the metric names `rasd_jax.evaluation.metrics` returns for it.
 METRICS = {
@@ -56,18 +49,6 @@ SPLITS = ("train", "val", "test")
 ALGORITHMS = ("adamw", "adamw_amsgrad", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 OUTPUTS = ("softmax", "sigmoid")
-# Keys of `files` about the whole task, never merged into a split's entry.
-_TASK_KEYS = ("folds", "cv_folds")
-_JSON_KEYS = {"json", "fold_key", "val_tail", "image", "label", "group"}
-# Layout -> (keys a split's entry may hold, keys it must hold); JSON layouts list section names.
-_SPLIT_KEYS = {
-    "image_mask_folders": ({"images", "masks", "pattern", "ids", "group"},
-                           {"images", "masks", "pattern"}),
-    "csv": ({"csv", "image", "label", "label_names", "fieldnames", "delimiter", "where", "group"},
-            {"csv", "image", "label"}),
-    "class_folders": ({"label_names", "group"}, set()),
-}
-_SPLIT_KEYS["npy_csv"] = _SPLIT_KEYS["csv"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +94,6 @@ class Task:
   kind: str
   classes: tuple
   in_channels: int
-  layout: str
-  layout_notes: str
   split: str
   preprocessing: dict
   roi: tuple
@@ -125,14 +104,15 @@ class Task:
   inference: Inference = Inference()
   augmentation: Augmentation = None  # None: the template's (data.augmentation.TEMPLATES)
   extra_metrics: tuple = ()
-  files: dict = None
+  official_folds: int = 1
+  cv_folds: int = None
   label_map: dict = None
   regions: dict = None
   inferred: bool = False
   notes: str = ""
 
   def __post_init__(self):
-    choices = {"modality": MODALITY_GROUPS, "kind": METRICS, "layout": LAYOUTS, "ndim": (2, 3)}
+    choices = {"modality": MODALITY_GROUPS, "kind": METRICS, "ndim": (2, 3)}
     for field, allowed in choices.items():
       if getattr(self, field) not in allowed:
         self._fail(f"{field} {getattr(self, field)!r} is not one of {', '.join(map(str, allowed))}")
@@ -149,8 +129,12 @@ class Task:
       self._fail(f"metrics {self.metrics}: {self.kind} metrics are {METRICS[self.kind]}; list "
                  "others as extra_metrics")
     self._check_protocol()
-    if self.files is not None:
-      self._check_files()
+    if not (isinstance(self.official_folds, int) and self.official_folds >= 1):
+      self._fail(f"official_folds {self.official_folds!r} must be an int >= 1")
+    if self.cv_folds is not None and (not isinstance(self.cv_folds, int) or self.cv_folds < 2
+                                      or self.official_folds > 1):
+      self._fail(f"cv_folds {self.cv_folds!r} must be an int >= 2, for data without official "
+                 "folds")
 
   def _check_protocol(self):
     for field, kind in (("optimizer", Optimizer), ("schedule", Schedule),
@@ -181,69 +165,6 @@ class Task:
     if broken:
       self._fail(f"{'; '.join(broken)}: got {optimizer}, {schedule}, {sampling}, {inference}")
 
-  def _check_files(self):
-    files = self.files
-    if not isinstance(files, dict) or not isinstance(files.get("train"), (str, dict, list)):
-      self._fail(f"files must be a dict with a 'train' list, got {files!r}")
-    if self.layout in _SPLIT_KEYS:
-      allowed, required = _SPLIT_KEYS[self.layout]
-      for split in (s for s in SPLITS if s in files):
-        value = files[split]
-        if self.layout == "class_folders":
-          if not isinstance(value, str):
-            self._fail(f"files[{split!r}] must be a folder, got {value!r}")
-          continue
-        if not all(isinstance(one, dict) for one in (value if isinstance(value, list)
-                                                     else [value])):
-          self._fail(f"files[{split!r}] must be a dict or a list of dicts, got {value!r}")
-        for spec in split_specs(files, split):
-          unknown, missing = set(spec) - allowed, required - set(spec)
-          if unknown or missing:
-            self._fail(f"files[{split!r}]: unknown keys {sorted(unknown)}, missing keys "
-                       f"{sorted(missing)}; a {self.layout} split has keys {sorted(allowed)}")
-          self._check_spec(spec)
-      shared = set(files) - set(SPLITS) - set(_TASK_KEYS)
-      if shared - allowed:
-        self._fail(f"files: unknown keys {sorted(shared - allowed)}; known are {sorted(allowed)}")
-      if self.layout == "class_folders":
-        self._check_spec(files)
-    else:
-      unknown = set(files) - set(SPLITS) - set(_TASK_KEYS) - _JSON_KEYS
-      if unknown or "json" not in files:
-        self._fail(f"files: unknown keys {sorted(unknown)} or no 'json'; a {self.layout} task "
-                   f"has keys {sorted(set(SPLITS) | _JSON_KEYS | set(_TASK_KEYS))}")
-      if any(not isinstance(files[s], str) for s in SPLITS if s in files):
-        self._fail(f"files: a {self.layout} split is a section name of {files['json']}")
-      if "fold_key" in files and "val" in files:
-        self._fail("files: with 'fold_key' the val list is the fold, not a section")
-      self._check_spec(files)
-    has_folds = "fold_key" in files or "{fold}" in json.dumps(files)
-    if has_folds != ("folds" in files):
-      self._fail("files: 'folds' goes with a 'fold_key' or a {fold} file name, and only there")
-    if "cv_folds" in files:
-      cv_folds = files["cv_folds"]
-      if not isinstance(cv_folds, int) or cv_folds < 2 or "folds" in files or "test" in files:
-        self._fail(f"files: 'cv_folds' {cv_folds!r} must be an int >= 2, for data without "
-                   "official folds or test list (the test split is one of its folds)")
-
-  def _check_spec(self, spec):
-    names = spec.get("label_names")
-    if isinstance(names, dict) and not set(names.values()) <= set(self.classes):
-      self._fail(f"files label_names {names} map to names that are not classes {self.classes}")
-    if names is not None and not isinstance(names, dict) and names != "classes":
-      self._fail(f"files label_names must be 'classes' or a dict, got {names!r}")
-    if self.kind == "multilabel" and list(spec.get("label", ())) != list(self.classes):
-      self._fail(f"files: a multilabel task's label columns are its classes {self.classes}")
-    if "group" in spec:
-      pattern = spec["group"]
-      try:
-        groups = re.compile(pattern).groups if isinstance(pattern, str) else None
-      except re.error as e:
-        self._fail(f"files group {pattern!r} is not a regular expression: {e}")
-      if groups != 1:
-        self._fail(f"files group {pattern!r} must be a regular expression with one (group): "
-                   "the patient, searched in each case's image path")
-
   def _fail(self, message):
     raise ValueError(f"task {self.name!r}: {message}")
 
@@ -256,21 +177,7 @@ class Task:
     return len(self.classes)
 
   @property
-  def cv_folds(self):
-    """k of the k-fold cross-validation the protocol prescribes (splits.make_splits holds the
-    test fold out); None where the data ships its folds or test list, or the row says neither."""
-    return (self.files or {}).get("cv_folds")
-
-  @property
   def folds(self):
-    """How many values `fold` takes: the official folds (load_splits picks the validation
-    fold), else the cross-validation folds (make_splits picks the test fold), else 1."""
-    files = self.files or {}
-    return files.get("folds") or files.get("cv_folds") or 1
-
-
-def split_specs(files, split):
-  """The list of one split's entries in `files`, each with the shared keys merged in."""
-  shared = {k: v for k, v in files.items() if k not in SPLITS + _TASK_KEYS}
-  spec = files[split]
-  return [{**shared, **one} for one in (spec if isinstance(spec, list) else [spec])]
+    """How many values `fold` takes: the official folds (prepared.load_splits picks the
+    validation fold), else the cross-validation folds (make_splits picks the test fold)."""
+    return self.official_folds if self.official_folds > 1 else self.cv_folds or 1

@@ -1,0 +1,311 @@
+"""A prepared data folder: what the prepare job writes from a download, and what every
+fine-tuning path (finetune, suite, the TFDS builder) reads through `load_splits`.
+
+DATA/prepare.json   the summary, written last: {"task", "source", "layout", "cases": {"train",
+                    "val", "test"} (the split sizes of fold 0, 0 where the protocol has no such
+                    list), "folds", "converted", "empty_labels": [ids], "notes"}
+DATA/cases.json     the manifest: {"task", "cases": {id: entry}, "folds": [{"train": [ids],
+                    "val": [ids] or None, "test": [ids] or None}]}; entries hold absolute paths
+                    into the download (read in place) or into DATA/converted
+DATA/converted/     the files prepare made (downloads.Convert), each once
+DATA/checked.jsonl  the cases already read and checked, by the size and time of their files:
+                    a rerun checks only what changed
+
+Prepare never writes into the download: a workdir inside it is refused.
+"""
+
+import concurrent.futures
+import json
+import math
+import os
+import tempfile
+
+from etils import epath
+import numpy as np
+import tqdm
+
+from rasd_jax.data import downloads
+from rasd_jax.data import pipeline
+from rasd_jax.data import readers
+from rasd_jax.data import tasks
+from rasd_jax import workdir as workdir_lib
+
+SUMMARY = "prepare.json"
+MANIFEST = "cases.json"
+CONVERTED = "converted"
+CHECKED = "checked.jsonl"
+_SHOWN = 5  # cases a problem line names before "and N more"
+
+
+class PrepareError(ValueError):
+  """The download cannot be used as it is: `problems`, one line each, name the file and what
+  is wrong."""
+
+  def __init__(self, task, source, problems):
+    self.problems = list(problems)
+    super().__init__(f"prepare {task}: {len(self.problems)} problem(s) in {source}; nothing "
+                     "usable was written (each problem is on its own line above)")
+
+
+def _few(items):
+  shown = ", ".join(items[:_SHOWN])
+  return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def _files(value):
+  """The source files a case's image or label value reads."""
+  if isinstance(value, downloads.Convert):
+    return list(value.inputs)
+  if isinstance(value, str):
+    return [value]
+  if isinstance(value, (list, tuple)) and value and all(
+      isinstance(v, (str, downloads.Convert)) for v in value):
+    return [f for v in value for f in _files(v)]
+  return []
+
+
+def _values(case):
+  """The image and label values of a case, lists of images flattened."""
+  image = case["image"]
+  return [*(image if isinstance(image, (list, tuple)) else [image]), case.get("label")]
+
+
+def _stamp(path):
+  """(size, mtime) of a file, or of a folder's files (a DICOM series)."""
+  p = epath.Path(path)
+  if p.is_dir():
+    return sorted((q.name, _stamp(q)) for q in p.iterdir())
+  info = p.stat()
+  return [info.length, info.mtime]
+
+
+def _key(case):
+  files = _files(case["image"]) + _files(case.get("label"))
+  return json.dumps([case, [_stamp(f) for f in files]], default=lambda c: c.name, sort_keys=True)
+
+
+def _check_listing(task, listing):
+  """The recipe's listing is consistent (a recipe bug otherwise: ValueError)."""
+  if not listing.folds:
+    raise ValueError(f"task {task.name!r}: the download recipe listed no folds")
+  official = len(listing.folds)
+  if official > 1 and official != task.folds:
+    raise ValueError(f"task {task.name!r} has {task.folds} folds; its recipe listed {official}")
+  for fold in listing.folds:
+    for split, ids in fold.items():
+      unknown = [i for i in ids or () if i not in listing.cases]
+      if split not in tasks.SPLITS or unknown:
+        raise ValueError(f"task {task.name!r}: split {split!r} of the recipe names unknown "
+                         f"cases {unknown[:_SHOWN]}")
+
+
+def _label_problem(task, case_id, label):
+  """What is wrong with an image-level label, or None."""
+  if task.kind == "classification":
+    ok = isinstance(label, (int, np.integer)) and 0 <= label < task.num_classes
+    want = f"a class index in [0, {task.num_classes})"
+  elif task.kind == "multilabel":
+    ok = isinstance(label, (list, tuple)) and len(label) == task.num_classes and all(
+        v in (0, 1) for v in label)
+    want = f"{task.num_classes} values 0/1"
+  else:
+    ok = isinstance(label, (int, float)) and math.isfinite(label)
+    want = "a finite number"
+  return None if ok else f"case {case_id}: label {label!r} is not {want}"
+
+
+def check_case(task, entry):
+  """Reads one case as fine-tuning will and checks it; returns whether its label is empty
+  (segmentation without foreground). ValueError / OSError naming the file otherwise."""
+  if task.kind != "segmentation":
+    pipeline.prepare(task, entry)
+    return False
+  path = entry["image"] if isinstance(entry["image"], str) else entry["image"][0]
+  image, label, _ = readers.read_case(entry)
+  if image.ndim - 1 != task.ndim:
+    raise ValueError(f"{path}: image of spatial shape {image.shape[1:]} is not {task.ndim}D as "
+                     f"task {task.name!r} needs")
+  pipeline.input_channels(task, image, path)
+  return not pipeline.map_label(task, label, entry["label"]).any()
+
+
+class _Converter:
+  def __init__(self, out):
+    self.root = epath.Path(out) / CONVERTED
+
+  def __call__(self, value):
+    """`value` with every Convert replaced by the path of its output, made anew (a case is
+    converted only when it is not known checked as it is now)."""
+    if isinstance(value, (list, tuple)):
+      return [self(v) for v in value]
+    if not isinstance(value, downloads.Convert):
+      return value
+    target = self.root / value.name
+    if workdir_lib.is_remote(target):  # the libraries that write it take local paths
+      with tempfile.TemporaryDirectory() as folder:
+        local = os.path.join(folder, target.name)
+        value.make(tuple(value.inputs), local)
+        epath.Path(local).copy(target, overwrite=True)
+      return os.fspath(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial" + "".join(target.suffixes))
+    value.make(tuple(value.inputs), os.fspath(partial))
+    partial.replace(target)
+    return os.fspath(target)
+
+
+def check_workdir(source, out):
+  """Refuses a workdir `out` inside the download `source`: prepare never writes there."""
+  if workdir_lib.is_remote(out) or workdir_lib.is_remote(source):
+    return
+  inside, folder = (os.path.realpath(workdir_lib.absolute(p)) for p in (out, source))
+  if os.path.commonpath([inside, folder]) == folder:
+    raise ValueError(f"workdir {out} lies inside the download {source}: prepare never writes "
+                     "into a download; give a workdir outside it")
+
+
+def prepare(task, source, out, *, threads=2, allow_missing=False, progress=True, log=print):
+  """Prepares registry task `task` (a name or tasks.Task) from its download in `source` into
+  the folder `out`; returns the summary written to out/prepare.json. Raises PrepareError
+  (every problem a line, also passed to `log` as `error: ...`) when the download is not
+  usable, FileNotFoundError when no download of the task is found in `source`.
+  `allow_missing`: cases the lists name that the download lacks are left out (a `warning:`
+  line, and "missing" in the summary) instead of being a problem."""
+  task = tasks.get(task) if isinstance(task, str) else task
+  check_workdir(source, out)
+  recipe = downloads.get(task.name)
+  layout, root = downloads.find_root(recipe, source)
+  listing = layout.cases(root)
+  _check_listing(task, listing)
+  out = epath.Path(workdir_lib.absolute(out))
+  out.mkdir(parents=True, exist_ok=True)
+  for name in (SUMMARY, MANIFEST):  # a failed rerun leaves no stale manifest behind
+    if (out / name).exists():
+      (out / name).unlink()
+  problems = []
+  missing = {}
+  for case_id, case in listing.cases.items():
+    absent = [f for f in _files(case["image"]) + _files(case.get("label"))
+              if not epath.Path(f).exists()]
+    if absent:
+      missing[case_id] = absent[0]
+  if missing:
+    first = [f"{i} ({os.path.relpath(f, root) if not workdir_lib.is_remote(f) else f})"
+             for i, f in missing.items()]
+    line = (f"{len(missing)} of {len(listing.cases)} cases of {task.name} are missing from "
+            f"{root} (an incomplete download?): {_few(first)}")
+    if allow_missing:
+      log(f"warning: {line}; prepared without them (allow_missing)")
+    else:
+      problems.append(line + "; to prepare the cases present, set allow_missing")
+
+  checked_path = out / CHECKED
+  checked = {r["id"]: r for r in workdir_lib.read_jsonl(os.fspath(checked_path))}
+  convert = _Converter(out)
+  todo = [i for i in listing.cases if i not in missing]
+
+  def one(case_id):
+    case = listing.cases[case_id]
+    key = _key(case)
+    known = checked.get(case_id, {})
+    if known.get("key") == key and all(epath.Path(f).exists() for f in _files(
+        known["entry"]["image"]) + _files(known["entry"]["label"])):
+      return case_id, known, None
+    try:
+      entry = {"image": convert(case["image"]), "label": convert(case.get("label")),
+               "id": case_id}
+      if task.kind != "segmentation":
+        if isinstance(case["label"], downloads.Convert):  # a label read from the pixels
+          entry["label"] = json.loads(epath.Path(entry["label"]).read_text())
+        problem = _label_problem(task, case_id, entry["label"])
+        if problem:
+          return case_id, None, problem
+      empty = check_case(task, entry)
+    except (ValueError, OSError) as e:
+      return case_id, None, " ".join(str(e).split())
+    return case_id, {"id": case_id, "key": key, "entry": entry, "empty": empty}, None
+
+  results = {}
+  with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+    for case_id, record, problem in tqdm.tqdm(pool.map(one, todo), total=len(todo),
+                                              desc=f"prepare {task.name}", unit="case",
+                                              disable=not progress):
+      if problem:
+        problems.append(problem)
+      elif record is not None:
+        if checked.get(case_id) is not record:
+          workdir_lib.append_lines(os.fspath(checked_path), [json.dumps(record)])
+        results[case_id] = record
+  problems += _empty_splits(task, listing, results)
+  if problems:
+    for line in problems:
+      log(f"error: {line}")
+    raise PrepareError(task.name, root, problems)
+
+  folds = [{split: None if ids is None else [i for i in dict.fromkeys(ids) if i in results]
+            for split, ids in fold.items()} for fold in listing.folds]
+  manifest = {"task": task.name,
+              "cases": {i: {**r["entry"], **({"group": listing.cases[i]["group"]}
+                                             if "group" in listing.cases[i] else {})}
+                        for i, r in results.items()},
+              "folds": folds}
+  first = folds[0]
+  summary = {"task": task.name, "source": os.fspath(root), "layout": layout.name,
+             "cases": {s: len(first.get(s) or ()) for s in tasks.SPLITS},
+             "folds": len(folds), "missing": sorted(missing),
+             "converted": sum(1 for i in results if any(
+                 isinstance(v, downloads.Convert) for v in _values(listing.cases[i]))),
+             "empty_labels": sorted(i for i, r in results.items() if r["empty"]),
+             "notes": recipe.notes}
+  workdir_lib.write_json(os.fspath(out / MANIFEST), manifest)
+  workdir_lib.write_json(os.fspath(out / SUMMARY), summary)
+  return summary
+
+
+def _empty_splits(task, listing, results):
+  """A segmentation split whose every case is empty cannot be trained or scored."""
+  if task.kind != "segmentation":
+    return []
+  problems = []
+  for split, ids in listing.folds[0].items():
+    ids = [i for i in ids or () if i in results]
+    if ids and all(results[i]["empty"] for i in ids):
+      problems.append(f"every {split} case of {task.name} has an empty label (no foreground): "
+                      f"{_few(ids)}")
+  return problems
+
+
+def read_summary(data_dir):
+  """DATA/prepare.json, or FileNotFoundError saying how to make it."""
+  path = epath.Path(workdir_lib.absolute(data_dir)) / SUMMARY
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{data_dir} is not a prepared data folder (no {SUMMARY}): prepare the download "
+        "first with python run.py --config=experiments/prepare.py:task=NAME "
+        f"--config.source=DOWNLOAD --workdir={data_dir}")
+  return json.loads(path.read_text())
+
+
+def load_splits(task, data_dir, fold=0):
+  """{"train": entries, "val": entries or None, "test": entries or None} of the prepared
+  folder `data_dir` (None: the protocol has no such labelled list; splits.make_splits holds
+  cases out). Entries: {"image", "label", "id", and "group" where the download names the
+  patient}. `fold` picks an official fold; a cross-validated task's lists do not depend on it.
+  """
+  task = tasks.get(task) if isinstance(task, str) else task
+  summary = read_summary(data_dir)
+  if summary["task"] != task.name:
+    raise ValueError(f"{data_dir} was prepared for task {summary['task']!r}, not {task.name!r}")
+  if not 0 <= fold < task.folds:
+    has = f"{task.folds} folds (0-{task.folds - 1})" if task.folds > 1 else "no folds (only 0)"
+    raise ValueError(f"fold {fold} of task {task.name!r}: it has {has}")
+  manifest = json.loads((epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST).read_text())
+  return splits_of(manifest["cases"], manifest["folds"], fold)
+
+
+def splits_of(cases, folds, fold=0):
+  """{"train", "val", "test"}: the entries ({**case, "id"}) of fold `fold`'s lists (the only
+  fold where there is one), None where a list is None."""
+  chosen = folds[fold if len(folds) > 1 else 0]
+  return {split: None if chosen.get(split) is None else
+          [{**cases[i], "id": i} for i in chosen[split]] for split in tasks.SPLITS}
