@@ -4,8 +4,9 @@ python run.py --config=experiments/finetune.py:task=btcv --config.data.dir=PATH 
     --config.init=PRETRAIN_WORKDIR --workdir=W
 python run.py --config=experiments/finetune.py:task=custom,runlocal \
     --config.data.json=PATH/dataset.json --workdir=W
-Arguments: task=NAME (one of the 56 registry tasks, rasd_jax.data.tasks) or task=custom (the
-user's data: data.json, data.csv or data.folders), runlocal (small patches, a CPU-sized
+Arguments: task=NAME (one of the 56 registry tasks, rasd_jax.data.tasks; data.dir: its data
+folder, made by experiments/prepare.py) or task=custom (the user's data: data.json, data.csv,
+data.folders, or data.dir prepared from one of those), runlocal (small patches, a CPU-sized
 network and 200 steps: minutes on a CPU), model=NAME.
 
 A registry task takes its patch size, batch (the reference's batch times its patches per
@@ -75,7 +76,7 @@ def get_config(arg=None):
   config.job = "finetune"
   config.task = arg.task
   config.data = ml_collections.ConfigDict(dict(
-      dir="",              # registry task: the dataset folder, in its official layout
+      dir="",              # the folder the prepare job made (registry task, or custom data)
       fold=0,              # registry tasks with official folds (BraTS 2021, COVID-19-20, CC-CCII)
       json="",             # custom segmentation: a Decathlon dataset.json
       csv="",              # custom classification: a CSV ...

@@ -259,4 +259,4 @@ def test_finetune_runs(installed, tmp_path, monkeypatch):
     assert re.search(rf"^{name} +{probe} +\d+ +\d\.\d{{3}} +\d\.\d{{3}}", text, re.MULTILINE), text
     assert re.search(rf"^{name}: step \d+, test Dice \d\.\d{{3}} \(results.json: ", text,
                      re.MULTILINE), text
-  assert "expects the image_mask_json layout" in text, text
+  assert "no drive download found in " in text and "drive.grand-challenge.org" in text, text

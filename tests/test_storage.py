@@ -24,6 +24,7 @@ from monai.networks.nets import UNet as MonaiUNet
 from conftest import REPO_ROOT
 from gcs import gcs  # noqa: F401 - the fixture
 
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data"))
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
 import test_readers  # noqa: E402  (the DICOM series writer)
 import official  # noqa: E402  (every task's official-download fixture)
@@ -270,8 +271,11 @@ def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path,
   local, remote = str(tmp_path / "data"), f"gs://{gcs.bucket}/tasks/{name}"
   prepared_lib.prepare(task, download, local, progress=False)
   prepared_lib.prepare(task, bucket, remote, progress=False)
-  assert prepared_lib.load_splits(task, remote) == _in_bucket(
-      prepared_lib.load_splits(task, local), download, bucket)
+  def remote_paths(lists):  # files read in place are in the bucket, converted ones in `remote`
+    return _in_bucket(_in_bucket(lists, download, bucket), local, remote)
+
+  assert prepared_lib.load_splits(task, remote) == remote_paths(
+      prepared_lib.load_splits(task, local))
   prepared = []
   for data_dir in (local, remote):
     config = finetune_experiment.get_config(f"task={name},runlocal")
@@ -280,7 +284,7 @@ def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path,
     prepared.append((split, engine._data(config, job_task, split)))
   (local_split, local_data), (remote_split, remote_data) = prepared
   assert local_data["train"] and local_data["val"] and local_data["test"]
-  assert remote_split == _in_bucket(local_split, download, bucket)
+  assert remote_split == remote_paths(local_split)
   for key, samples in local_data.items():
     assert len(remote_data[key] or ()) == len(samples or ()), key
     for ours, theirs in zip(remote_data[key] or (), samples or ()):

@@ -3,18 +3,21 @@ fine-tuning path (finetune, suite, the TFDS builder) reads through `load_splits`
 
 DATA/prepare.json   the summary, written last: {"task", "source", "layout", "cases": {"train",
                     "val", "test"} (the split sizes of fold 0, 0 where the protocol has no such
-                    list), "folds", "converted", "empty_labels": [ids], "notes"}
+                    list), "folds", "missing": [ids left out with allow_missing], "converted"
+                    (how many cases), "empty_labels": [ids], "notes"}
 DATA/cases.json     the manifest: {"task", "cases": {id: entry}, "folds": [{"train": [ids],
                     "val": [ids] or None, "test": [ids] or None}]}; entries hold absolute paths
                     into the download (read in place) or into DATA/converted
-DATA/converted/     the files prepare made (downloads.Convert), each once
-DATA/checked.jsonl  the cases already read and checked, by the size and time of their files:
-                    a rerun checks only what changed
+DATA/converted/     the files prepare made (downloads.Convert)
+DATA/checked.jsonl  the cases already converted, read and checked, by their listing and the
+                    size and time of their files: a rerun converts and checks only what
+                    changed
 
 Prepare never writes into the download: a workdir inside it is refused.
 """
 
 import concurrent.futures
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +30,7 @@ import tqdm
 from rasd_jax.data import downloads
 from rasd_jax.data import pipeline
 from rasd_jax.data import readers
+from rasd_jax.data import sources
 from rasd_jax.data import tasks
 from rasd_jax import workdir as workdir_lib
 
@@ -35,6 +39,7 @@ MANIFEST = "cases.json"
 CONVERTED = "converted"
 CHECKED = "checked.jsonl"
 _SHOWN = 5  # cases a problem line names before "and N more"
+_RECORDS_A_WRITE = 100  # checked cases appended to checked.jsonl at once
 
 
 class PrepareError(ValueError):
@@ -52,8 +57,13 @@ def _few(items):
   return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 
+def files_of(case):
+  """The source files (or DICOM folders) a listed case reads."""
+  return _files(case["image"]) + _files(case.get("label"))
+
+
 def _files(value):
-  """The source files a case's image or label value reads."""
+  """The source files an image or label value reads."""
   if isinstance(value, downloads.Convert):
     return list(value.inputs)
   if isinstance(value, str):
@@ -80,8 +90,8 @@ def _stamp(path):
 
 
 def _key(case):
-  files = _files(case["image"]) + _files(case.get("label"))
-  return json.dumps([case, [_stamp(f) for f in files]], default=lambda c: c.name, sort_keys=True)
+  return json.dumps([case, [_stamp(f) for f in files_of(case)]], default=lambda c: c.name,
+                    sort_keys=True)
 
 
 def _check_listing(task, listing):
@@ -144,14 +154,51 @@ class _Converter:
     if workdir_lib.is_remote(target):  # the libraries that write it take local paths
       with tempfile.TemporaryDirectory() as folder:
         local = os.path.join(folder, target.name)
-        value.make(tuple(value.inputs), local)
+        _make(value, local)
         epath.Path(local).copy(target, overwrite=True)
       return os.fspath(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial" + "".join(target.suffixes))
-    value.make(tuple(value.inputs), os.fspath(partial))
+    _make(value, os.fspath(partial))
     partial.replace(target)
     return os.fspath(target)
+
+
+def _copy(source, target):
+  """A file or a folder (a DICOM series), from cloud storage to the local `target`."""
+  source = epath.Path(source)
+  if source.is_dir():
+    os.makedirs(target, exist_ok=True)
+    for child in source.iterdir():
+      _copy(child, os.path.join(target, child.name))
+  else:
+    source.copy(epath.Path(target))
+
+
+def _make(convert, output):
+  """convert.make, any failure a ValueError naming the input files. Inputs on cloud storage
+  are copied to a local folder first, under their own names, side by side where the names
+  differ (the libraries that read them take local paths; a MetaImage header finds its data
+  file beside it)."""
+  if any(workdir_lib.is_remote(f) for f in convert.inputs):
+    with tempfile.TemporaryDirectory() as folder:
+      local = []
+      for f in convert.inputs:
+        name, k = os.path.basename(os.fspath(f).rstrip("/")), 0
+        while os.path.exists(os.path.join(folder, str(k), name)):
+          k += 1  # another input of that name (a left and a right mask): a folder of its own
+        os.makedirs(os.path.join(folder, str(k)), exist_ok=True)
+        local.append(os.path.join(folder, str(k), name))
+        _copy(f, local[-1])
+      _make(dataclasses.replace(convert, inputs=tuple(local)), output)
+    return
+  try:
+    convert.make(tuple(convert.inputs), output)
+  except (ValueError, OSError):
+    raise  # ours and the readers': they name the file
+  except Exception as e:  # a library's own (zipfile, xml, struct, h5py, ...): name the input
+    raise ValueError(f"cannot convert {', '.join(map(str, convert.inputs))} to {convert.name}: "
+                     f"{type(e).__name__}: {e}") from e
 
 
 def check_workdir(source, out):
@@ -164,18 +211,70 @@ def check_workdir(source, out):
                      "into a download; give a workdir outside it")
 
 
-def prepare(task, source, out, *, threads=2, allow_missing=False, progress=True, log=print):
+def _custom(source, image_column, label_column, num_classes):
+  """(task, listing, what) of the user's own data: `source` a Decathlon dataset.json
+  (segmentation), a CSV (image and label columns) or a folder of class folders."""
+  source = workdir_lib.absolute(source)
+  if epath.Path(source).is_dir():
+    given, what = {"folders": source}, "class folders"
+  elif source.lower().endswith(".json"):
+    given, what = {"json_path": source}, "Decathlon dataset.json"
+  elif source.lower().endswith(".csv"):
+    given, what = {"csv_path": source}, "CSV"
+  else:
+    raise FileNotFoundError(f"source {source}: task=custom takes a Decathlon dataset.json, a "
+                            ".csv or a folder of class folders")
+  kind, lists, names, _, modality = sources.custom_lists(
+      **given, image_column=image_column, label_column=label_column)
+  task = sources.custom_task(kind, lists["train"], names, num_classes, (None,), modality)
+  base = source if what == "class folders" else os.path.dirname(source)
+  cases, fold = {}, {}
+  for split, entries in lists.items():
+    if entries is None or not entries or any(e.get("label") is None for e in entries):
+      fold[split] = None  # no such list, or an unlabelled one (the MSD "test" lists)
+      continue
+    fold[split] = []
+    for entry in entries:
+      first = entry["image"] if isinstance(entry["image"], str) else entry["image"][0]
+      case_id = first if workdir_lib.is_remote(first) else os.path.relpath(first, base)
+      cases[case_id] = {"image": entry["image"], "label": entry["label"]}
+      fold[split].append(case_id)
+  return task, downloads.Listing(cases, [fold]), what
+
+
+def custom_task(data_dir, roi):
+  """The tasks.Task of the user's data prepared in `data_dir` (task=custom), with `roi`."""
+  made = json.loads((epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST).read_text())
+  if "custom" not in made:
+    raise ValueError(f"{data_dir} was prepared for task {made['task']!r}, not task=custom")
+  task = made["custom"]
+  return pipeline.custom_task(task["kind"], task["ndim"], task["in_channels"],
+                              tuple(task["classes"]),
+                              sources.expand_roi(roi, task["ndim"]), modality=task["modality"])
+
+
+def prepare(task, source, out, *, image_column="image", label_column="label", num_classes=0,
+            threads=2, allow_missing=False, progress=True, log=print):
   """Prepares registry task `task` (a name or tasks.Task) from its download in `source` into
   the folder `out`; returns the summary written to out/prepare.json. Raises PrepareError
   (every problem a line, also passed to `log` as `error: ...`) when the download is not
   usable, FileNotFoundError when no download of the task is found in `source`.
   `allow_missing`: cases the lists name that the download lacks are left out (a `warning:`
-  line, and "missing" in the summary) instead of being a problem."""
-  task = tasks.get(task) if isinstance(task, str) else task
+  line, and "missing" in the summary) instead of being a problem.
+  task "custom": the user's own data, `source` a Decathlon dataset.json, a CSV
+  (`image_column`, `label_column`: several comma-separated, multi-label) or a folder of class
+  folders, checked alike (segmentation classes: `num_classes`, else the json's labels, else the
+  largest training label)."""
   check_workdir(source, out)
-  recipe = downloads.get(task.name)
-  layout, root = downloads.find_root(recipe, source)
-  listing = layout.cases(root)
+  if task == "custom":
+    task, listing, what = _custom(source, image_column, label_column, num_classes)
+    root, layout_name, notes = workdir_lib.absolute(source), what, ""
+  else:
+    task = tasks.get(task) if isinstance(task, str) else task
+    recipe = downloads.get(task.name)
+    layout, root = downloads.find_root(recipe, source)
+    listing = layout.cases(root)
+    layout_name, notes = layout.name, recipe.notes
   _check_listing(task, listing)
   out = epath.Path(workdir_lib.absolute(out))
   out.mkdir(parents=True, exist_ok=True)
@@ -185,8 +284,7 @@ def prepare(task, source, out, *, threads=2, allow_missing=False, progress=True,
   problems = []
   missing = {}
   for case_id, case in listing.cases.items():
-    absent = [f for f in _files(case["image"]) + _files(case.get("label"))
-              if not epath.Path(f).exists()]
+    absent = [f for f in files_of(case) if not epath.Path(f).exists()]
     if absent:
       missing[case_id] = absent[0]
   if missing:
@@ -208,8 +306,8 @@ def prepare(task, source, out, *, threads=2, allow_missing=False, progress=True,
     case = listing.cases[case_id]
     key = _key(case)
     known = checked.get(case_id, {})
-    if known.get("key") == key and all(epath.Path(f).exists() for f in _files(
-        known["entry"]["image"]) + _files(known["entry"]["label"])):
+    if known.get("key") == key and all(epath.Path(f).exists()
+                                       for f in files_of(known["entry"])):
       return case_id, known, None
     try:
       entry = {"image": convert(case["image"]), "label": convert(case.get("label")),
@@ -225,17 +323,21 @@ def prepare(task, source, out, *, threads=2, allow_missing=False, progress=True,
       return case_id, None, " ".join(str(e).split())
     return case_id, {"id": case_id, "key": key, "entry": entry, "empty": empty}, None
 
-  results = {}
+  results, new = {}, []
   with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
     for case_id, record, problem in tqdm.tqdm(pool.map(one, todo), total=len(todo),
                                               desc=f"prepare {task.name}", unit="case",
                                               disable=not progress):
       if problem:
         problems.append(problem)
-      elif record is not None:
-        if checked.get(case_id) is not record:
-          workdir_lib.append_lines(os.fspath(checked_path), [json.dumps(record)])
-        results[case_id] = record
+        continue
+      results[case_id] = record
+      if checked.get(case_id) is not record:
+        new.append(json.dumps(record) + "\n")
+      if len(new) == _RECORDS_A_WRITE:  # a killed run keeps what it checked
+        workdir_lib.append_lines(os.fspath(checked_path), new)
+        new = []
+  workdir_lib.append_lines(os.fspath(checked_path), new)
   problems += _empty_splits(task, listing, results)
   if problems:
     for line in problems:
@@ -249,14 +351,17 @@ def prepare(task, source, out, *, threads=2, allow_missing=False, progress=True,
                                              if "group" in listing.cases[i] else {})}
                         for i, r in results.items()},
               "folds": folds}
+  if task.name == "custom":  # what the finetune job rebuilds the task from
+    manifest["custom"] = {"kind": task.kind, "ndim": task.ndim, "in_channels": task.in_channels,
+                          "classes": task.classes, "modality": task.modality}
   first = folds[0]
-  summary = {"task": task.name, "source": os.fspath(root), "layout": layout.name,
+  summary = {"task": task.name, "source": os.fspath(root), "layout": layout_name,
              "cases": {s: len(first.get(s) or ()) for s in tasks.SPLITS},
              "folds": len(folds), "missing": sorted(missing),
              "converted": sum(1 for i in results if any(
                  isinstance(v, downloads.Convert) for v in _values(listing.cases[i]))),
              "empty_labels": sorted(i for i, r in results.items() if r["empty"]),
-             "notes": recipe.notes}
+             "notes": notes}
   workdir_lib.write_json(os.fspath(out / MANIFEST), manifest)
   workdir_lib.write_json(os.fspath(out / SUMMARY), summary)
   return summary
@@ -300,7 +405,14 @@ def load_splits(task, data_dir, fold=0):
     has = f"{task.folds} folds (0-{task.folds - 1})" if task.folds > 1 else "no folds (only 0)"
     raise ValueError(f"fold {fold} of task {task.name!r}: it has {has}")
   manifest = json.loads((epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST).read_text())
-  return splits_of(manifest["cases"], manifest["folds"], fold)
+  lists = splits_of(manifest["cases"], manifest["folds"], fold)
+  gone = [f for entries in lists.values() for e in entries or ()
+          for f in files_of(e) if not epath.Path(f).exists()]
+  if gone:
+    raise FileNotFoundError(f"{len(gone)} file(s) of the data folder {data_dir} do not exist "
+                            f"(moved or deleted since it was prepared? prepare it again): "
+                            f"{_few(gone)}")
+  return lists
 
 
 def splits_of(cases, folds, fold=0):

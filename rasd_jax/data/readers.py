@@ -1,10 +1,11 @@
 """Readers for downstream data, in the layouts medical imaging users already have.
 
-Segmentation: a Decathlon-style dataset.json (MONAI `load_decathlon_datalist`), or two folders of
-2D images and masks matched by file stem. Classification: a CSV (image,label) or one folder per
-class. Files: NIfTI (nibabel), a DICOM series folder or a single-frame DICOM file (pydicom:
-compressed transfer syntaxes decoded, Modality LUT applied, MONOCHROME1 inverted, the VOI LUT
-not applied, see `_dicom_pixels`), .npy, PNG/JPEG/TIFF/BMP (Pillow).
+Segmentation: a Decathlon-style dataset.json (MONAI `load_decathlon_datalist`). Classification:
+a CSV (image,label) or one folder per class. (The registry tasks' downloads are listed by their
+recipes, rasd_jax.data.downloads.) Files: NIfTI (nibabel), a DICOM series folder or a
+single-frame DICOM file (pydicom: compressed transfer syntaxes decoded, Modality LUT applied,
+MONOCHROME1 inverted, the VOI LUT not applied, see `_dicom_pixels`), .npy, PNG/JPEG/TIFF/BMP/GIF
+(Pillow).
 
 Arrays are host NumPy arrays, channel-first as in transforms.py: image float32 (C, *spatial),
 label int32 (*spatial), affine (4, 4) for NIfTI and DICOM, in RAS+ world millimetres (NIfTI's
@@ -23,8 +24,6 @@ import csv
 import io
 import json
 import os
-import re
-import string
 import tempfile
 import warnings
 
@@ -124,58 +123,6 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
   if check_files:
     _check_exist([p for e in entries for p in _entry_paths(e)], json_path)
   return entries
-
-
-def _files_by_id(folder, pattern, what):
-  """{id: path} of the files in `folder` whose name matches `pattern` (a regex with group id)."""
-  files = {}
-  for name in listdir(folder):
-    match = re.fullmatch(pattern, name, re.IGNORECASE)
-    if match is None:
-      continue
-    case = match.group("id")
-    if case in files:
-      raise ValueError(f"{folder} holds two {what} files for case {case!r}: "
-                       f"{os.path.basename(files[case])} and {name}")
-    files[case] = workdir_lib.join(folder, name)
-  return files
-
-
-def _name_pattern(template):
-  """A regex of a file name template such as '{id}_manual1.gif' (group id; * any text)."""
-  before, after = (re.escape(part).replace(r"\*", ".*") for part in template.split("{id}"))
-  return before + "(?P<id>.+?)" + after
-
-
-def pairs_from_folders(image_dir, mask_dir, mask_suffix="", names=None):
-  """2D segmentation entries [{"image", "label", "id"}] from an images folder and a masks folder.
-
-  By default image `x.png` goes with mask `x{mask_suffix}.<any Pillow suffix>` (id x). `names`,
-  a pair of file name templates such as ("{id}_training.tif", "{id}_manual1.gif"), names the
-  images and masks instead; in a folder holding both, a file matching the mask name is a mask.
-  An image without a mask, or a mask without an image, is an error listing them.
-  """
-  image_dir, mask_dir = workdir_lib.absolute(image_dir), workdir_lib.absolute(mask_dir)
-  if names is None:
-    any_suffix = "(" + "|".join(re.escape(s) for s in PILLOW_SUFFIXES) + ")"
-    image_pattern = "(?P<id>.+)" + any_suffix
-    mask_pattern = "(?P<id>.+)" + re.escape(mask_suffix) + any_suffix
-  else:
-    image_pattern, mask_pattern = (_name_pattern(t) for t in names)
-  masks = _files_by_id(mask_dir, mask_pattern, "mask")
-  images = _files_by_id(image_dir, image_pattern, "image")
-  if image_dir == mask_dir:
-    images = {c: p for c, p in images.items() if p not in masks.values()}
-  if not images:
-    raise ValueError(f"folder {image_dir} holds no image file matching {image_pattern!r}")
-  no_mask = [images[c] for c in images if c not in masks]
-  no_image = [masks[c] for c in masks if c not in images]
-  if no_mask or no_image:
-    rule = f"names {names}" if names else f"stem + {mask_suffix!r}"
-    raise ValueError(f"unmatched files: {len(no_mask)} image(s) without a mask in {mask_dir} "
-                     f"({_few(no_mask)}); {len(no_image)} mask(s) without an image in {image_dir} "
-                     f"({_few(no_image)}); masks match images by {rule}")
-  return [{"image": images[c], "label": masks[c], "id": c} for c in images]
 
 
 # --- Files --------------------------------------------------------------------------------------
@@ -442,48 +389,30 @@ def read_cases(entries, num_classes=None, skip_bad=False, affine_atol=1e-3):
 # --- Classification lists -----------------------------------------------------------------------
 
 
-def _template_columns(template):
-  return [field for _, field, _, _ in string.Formatter().parse(template) if field]
-
-
-def load_classification_csv(csv_path, image_column="image", label_column="label", base_dir=None,
-                            check_files=True, *, classes=None, label_names=None, fieldnames=None,
-                            delimiter=",", where=None, regression=False):
-  """ClassificationData from a CSV.
-
-  `image_column`: a column of image paths, a template over columns such as
-  "p{patient_id}-s{scan_id}.npy", or a list of those (several files per case, e.g. MRI planes);
-  paths are relative to `base_dir`, by default the CSV's folder. Labels: with `classes` (the
-  class names), each label is looked up in `label_names` {text: index}, by default the indices
-  0..C-1, and any other value is an error naming the file and line; without, all integers -> kept
-  as given, classes = 0..max, otherwise names -> classes sorted, label = index. A list of
-  `label_column`s makes a multi-label set: each column 0/1, label = [0/1 per column], classes =
-  the columns. `regression`: the label is a float. `fieldnames`: the column names of a CSV
-  without a header row; `where` {column: value}: only the rows holding those values.
+def load_classification_csv(csv_path, image_column="image", label_column="label"):
+  """ClassificationData from a CSV with a header row: `image_column` holds image paths,
+  relative to the CSV's folder. Labels: all integers -> kept as given, classes = 0..max;
+  otherwise names -> classes sorted, label = index. A list of `label_column`s makes a
+  multi-label set: each column 0/1, label = [0/1 per column], classes = the columns. Every
+  listed file must exist.
   """
   csv_path = workdir_lib.absolute(csv_path)
   label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
-  templates = [image_column] if isinstance(image_column, str) else list(image_column)
-  image_columns = [c for t in templates for c in (_template_columns(t) if "{" in t else [t])]
   if not epath.Path(csv_path).exists():
     raise FileNotFoundError(f"CSV {csv_path} does not exist")
   with reading(csv_path):
     with io.StringIO(epath.Path(csv_path).read_bytes().decode(), newline="") as f:
-      reader = csv.DictReader(f, fieldnames=fieldnames, delimiter=delimiter,
-                              skipinitialspace=True)
+      reader = csv.DictReader(f, skipinitialspace=True)
       rows = list(reader)
       columns = reader.fieldnames or []
-  missing = [c for c in dict.fromkeys(image_columns + label_columns + list(where or ()))
-             if c not in columns]
+  missing = [c for c in dict.fromkeys([image_column] + label_columns) if c not in columns]
   if missing:
     raise ValueError(f"CSV {csv_path} lacks column(s) {missing}; its columns are {columns}")
-  first_line = 1 if fieldnames else 2
-  rows = [(n, row) for n, row in enumerate(rows, first_line)
-          if all((row[c] or "").strip() == v for c, v in (where or {}).items())]
   if not rows:
-    raise ValueError(f"CSV {csv_path} has no rows" + (f" with {where}" if where else ""))
+    raise ValueError(f"CSV {csv_path} has no rows")
+  rows = list(enumerate(rows, 2))  # (line, row): line 1 is the header
   cells = {c: [(row[c] or "").strip() for _, row in rows]
-           for c in dict.fromkeys(image_columns + label_columns)}
+           for c in dict.fromkeys([image_column] + label_columns)}
   for column, values in cells.items():
     if "" in values:
       raise ValueError(f"CSV {csv_path} line {rows[values.index('')][0]}: empty {column!r}")
@@ -494,24 +423,7 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
     except ValueError:
       return None
 
-  if regression:
-    classes, class_to_index, labels = [], {}, []
-    for (line, _), value in zip(rows, cells[label_columns[0]]):
-      try:
-        labels.append(float(value))
-      except ValueError:
-        raise ValueError(f"CSV {csv_path} line {line}: {label_columns[0]!r} {value!r} is not a "
-                         "number") from None
-  elif len(label_columns) == 1 and classes is not None:
-    lookup = label_names or {str(i): i for i in range(len(classes))}
-    for (line, _), value in zip(rows, cells[label_columns[0]]):
-      if value not in lookup:
-        raise ValueError(f"CSV {csv_path} line {line}: {label_columns[0]!r} {value!r} is not a "
-                         f"class of this data set; expected one of {sorted(lookup)}")
-    classes = list(classes)
-    class_to_index = {c: i for i, c in enumerate(classes)}
-    labels = [lookup[v] for v in cells[label_columns[0]]]
-  elif len(label_columns) == 1:
+  if len(label_columns) == 1:
     values = ints(label_columns[0])
     if values is not None and min(values) >= 0:
       classes = list(range(max(values) + 1))
@@ -531,44 +443,30 @@ def load_classification_csv(csv_path, image_column="image", label_column="label"
     classes = label_columns
     class_to_index = {c: i for i, c in enumerate(classes)}
     labels = [list(v) for v in zip(*columns_values)]
-  base_dir = os.path.dirname(csv_path) if base_dir is None else workdir_lib.absolute(base_dir)
-
-  def image(row):
-    paths = [workdir_lib.join(
-        base_dir, t.format_map({c: row[c].strip() for c in _template_columns(t)})
-        if "{" in t else row[t].strip()) for t in templates]
-    return paths[0] if isinstance(image_column, str) else paths
-
-  entries = [{"image": image(row), "label": label} for (_, row), label in zip(rows, labels)]
-  if check_files:
-    _check_exist([p for e in entries for p in _as_list(e["image"])], csv_path)
+  base_dir = os.path.dirname(csv_path)
+  entries = [{"image": workdir_lib.join(base_dir, path), "label": label}
+             for path, label in zip(cells[image_column], labels)]
+  _check_exist([e["image"] for e in entries], csv_path)
   return ClassificationData(entries, classes, class_to_index)
 
 
-def load_class_folders(root, classes=None, label_names=None):
+def load_class_folders(root):
   """ClassificationData from one folder per class, each holding readable files
-  (READABLE_SUFFIXES); an empty class folder is an error. Without `classes`, the class is the
-  folder name and classes are sorted; with `classes`, each folder name is looked up in
-  `label_names` {name: index} (by default the class names) and another name is an error."""
+  (READABLE_SUFFIXES); the class is the folder name, classes sorted; an empty class folder is
+  an error."""
   root = workdir_lib.absolute(root)
-  folders = [d for d in listdir(root) if epath.Path(workdir_lib.join(root, d)).is_dir()]
-  if not folders:
+  classes = [d for d in listdir(root) if epath.Path(workdir_lib.join(root, d)).is_dir()]
+  if not classes:
     raise ValueError(f"{root} holds no class folders")
-  if classes is None:
-    classes = folders
-  lookup = label_names or {c: i for i, c in enumerate(classes)}
   entries = []
-  for name in folders:
+  for index, name in enumerate(classes):
     folder = workdir_lib.join(root, name)
-    if name not in lookup:
-      raise ValueError(f"class folder {folder}: {name!r} is not a class of this data set; "
-                       f"expected one of {sorted(lookup)}")
     files = [f for f in listdir(folder) if f.lower().endswith(READABLE_SUFFIXES)]
     if not files:
       raise ValueError(f"class folder {folder} holds no readable file "
                        f"({', '.join(READABLE_SUFFIXES)})")
-    entries += [{"image": workdir_lib.join(folder, f), "label": lookup[name]} for f in files]
-  return ClassificationData(entries, list(classes), {c: i for i, c in enumerate(classes)})
+    entries += [{"image": workdir_lib.join(folder, f), "label": index} for f in files]
+  return ClassificationData(entries, classes, {c: i for i, c in enumerate(classes)})
 
 
 # --- grain --------------------------------------------------------------------------------------

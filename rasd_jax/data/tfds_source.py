@@ -45,7 +45,7 @@ from rasd_jax.data import splits as splits_lib
 from rasd_jax.data import tasks
 
 NAME = "rasd_tasks"
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 # A case of a built dataset: the dataset folder, the split and the index in it.
 Record = collections.namedtuple("Record", "path split index")
 
@@ -128,8 +128,8 @@ def _features(kind, instances):
                                                                         dtype=np.int64),
               "id": tfds.features.Text()}
   if kind == "segmentation":
-    features.update(label=flat(np.int32), spacing=tfds.features.Tensor(shape=(None,),
-                                                                       dtype=np.float64))
+    # Bytes, as every array here: a plain float64 tensor is stored as float32.
+    features.update(label=flat(np.int32), spacing=flat(np.float64))
     if instances:
       features["instances"] = flat(np.int32)
   elif kind == "multilabel":
@@ -174,7 +174,10 @@ class RasdTasks(tfds.core.GeneratorBasedBuilder):
   (module docstring)."""
 
   VERSION = tfds.core.Version(VERSION)
-  RELEASE_NOTES = {str(VERSION): "pipeline.prepare's output, the finetune job's splits."}
+  RELEASE_NOTES = {
+      "1.0.0": "pipeline.prepare's output, the finetune job's splits.",
+      "1.1.0": "cases from the prepare job's data folder; spacing stored as float64 bytes (it "
+               "was rounded to float32)."}
   BUILDER_CONFIGS = _registry_configs()
 
   def __init__(self, *, config=None, file_format=None, **kwargs):

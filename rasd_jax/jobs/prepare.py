@@ -1,5 +1,6 @@
-"""Prepare a registry task's data folder from its official download: the folder every
-fine-tuning path reads with --config.data.dir (rasd_jax.data.prepared says what it holds).
+"""Prepare a registry task's data folder from its official download (or task=custom: the
+user's own lists): the folder every fine-tuning path reads with --config.data.dir
+(rasd_jax.data.prepared says what it holds).
 
 The download is found inside `source`, its cases listed, missing ones reported, what our
 readers cannot read converted into the workdir, and every case read and checked; a rerun
@@ -26,14 +27,18 @@ def _stderr(line):
 
 
 def run(config, workdir):
-  tasks.get(config.task)  # an unknown name: an error with the closest names
+  if config.task != "custom":
+    tasks.get(config.task)  # an unknown name: an error with the closest names
   if not config.source:
     raise ValueError(f"prepare needs source: the folder the {config.task} download was "
-                     "unpacked into (--config.source=PATH)")
+                     "unpacked into, or for task=custom a dataset.json, a CSV or a folder of "
+                     "class folders (--config.source=PATH)")
   prepared.check_workdir(config.source, workdir)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
   summary = prepared.prepare(config.task, config.source, workdir, threads=config.threads,
                              allow_missing=config.allow_missing,
+                             image_column=config.image_column,
+                             label_column=config.label_column, num_classes=config.num_classes,
                              progress=jax.process_index() == 0, log=_stderr)
   counts = ", ".join(f"{n} {split}" for split, n in summary["cases"].items())
   folds = f" (fold 0 of {summary['folds']})" if summary["folds"] > 1 else ""

@@ -257,12 +257,14 @@ def _check(config):
                        f"from the download (experiments/prepare.py:task={config.task}; "
                        "--config.data.dir=PATH)")
   else:
-    given = [k for k in sources.CUSTOM_SOURCES if config.data[k]]
+    given = [k for k in sources.CUSTOM_SOURCES if config.data[k]] + (
+        ["dir"] if config.data.dir else [])
     if from_files and len(given) != 1:
       raise ValueError("task=custom needs exactly one of data.json (a Decathlon dataset.json), "
-                       "data.csv (image and label columns) or data.folders (one folder per "
-                       f"class); got {given or 'none'}")
-    if from_files:
+                       "data.csv (image and label columns), data.folders (one folder per "
+                       "class) or data.dir (the folder the prepare job made of one of those); "
+                       f"got {given or 'none'}")
+    if from_files and given != ["dir"]:
       path = config.data[given[0]]
       workdir_lib.check_storage(path)
       found = epath.Path(path)
@@ -316,6 +318,10 @@ def _cases(config):
     source = config.data.dir
     lists = prepared.load_splits(task, config.data.dir, fold=config.data.fold)
     folds = task.cv_folds
+  elif config.data.dir:  # the user's data, prepared
+    task = prepared.custom_task(config.data.dir, config.roi)
+    source, folds = config.data.dir, None
+    lists = prepared.load_splits(task, config.data.dir)
   else:
     kind, lists, names, source, modality = sources.custom_lists(
         json_path=config.data.json, csv_path=config.data.csv, folders=config.data.folders,

@@ -192,14 +192,10 @@ def test_2d_pairs_from_json_and_folders(tmp_path):
   np.testing.assert_array_equal(image, rgb.transpose(2, 0, 1))
   np.testing.assert_array_equal(label, mask // 255)  # 0/255 -> 0/1
   np.testing.assert_array_equal(affine, np.eye(3))
-  entries = readers.pairs_from_folders(tmp_path / "images", tmp_path / "masks")
-  assert [os.path.basename(e["label"]) for e in entries] == ["a.png", "b.tiff"]
-  image, label, _ = readers.read_case(entries[1], num_classes=3)
+  image, label, _ = readers.read_case({"image": str(tmp_path / "images/b.tif"),
+                                       "label": str(tmp_path / "masks/b.tiff")}, num_classes=3)
   np.testing.assert_array_equal(image, gray[None])
   np.testing.assert_array_equal(label, np.eye(6, 7) * 2)
-  Image.fromarray(rgb).save(tmp_path / "images/c.jpg")
-  with pytest.raises(ValueError, match="1 image.* without a mask .*c.jpg"):
-    readers.pairs_from_folders(tmp_path / "images", tmp_path / "masks")
 
 
 def test_classification_csv_and_class_folders(tmp_path):
@@ -258,66 +254,6 @@ def test_4d_nifti_modalities_last_and_palette_masks(tmp_path):
                                        "label": str(tmp_path / "palette.png")}, num_classes=3)
   np.testing.assert_array_equal(image, rgba[..., :3].transpose(2, 0, 1))  # alpha dropped
   np.testing.assert_array_equal(label, classes)  # palette indices, not colours
-
-
-def test_pairs_from_folders_by_name_templates_in_a_shared_folder(tmp_path):
-  for name in ("train_1.bmp", "train_1_anno.bmp", "train_2.bmp", "train_2_anno.bmp",
-               "testA_1.bmp", "testA_1_anno.bmp", "20586908_6c61_MG_R_CC.png"):
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name)
-  entries = readers.pairs_from_folders(tmp_path, tmp_path,
-                                       names=("train_{id}.bmp", "train_{id}_anno.bmp"))
-  assert [(e["id"], os.path.basename(e["label"])) for e in entries] == [
-      ("1", "train_1_anno.bmp"), ("2", "train_2_anno.bmp")]
-  (tmp_path / "masks").mkdir()
-  Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks/20586908.png")
-  entries = readers.pairs_from_folders(tmp_path, tmp_path / "masks", names=("{id}_*.png",
-                                                                            "{id}.png"))
-  assert [e["id"] for e in entries] == ["20586908"]
-  os.remove(tmp_path / "train_2_anno.bmp")
-  with pytest.raises(ValueError, match=r"1 image\(s\) without a mask .*train_2.bmp"):
-    readers.pairs_from_folders(tmp_path, tmp_path, names=("train_{id}.bmp", "train_{id}_anno.bmp"))
-
-
-def test_classification_csv_templates_headerless_where_and_fixed_classes(tmp_path):
-  for name in ("train/axial/0000.npy", "train/coronal/0000.npy", "p1-s2.npy"):
-    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-    np.save(tmp_path / name, np.zeros((2, 3, 3), np.uint8))
-  planes = tmp_path / "train-acl.csv"
-  planes.write_text("0000,1\n")
-  data = readers.load_classification_csv(
-      planes, ["train/axial/{name}.npy", "train/coronal/{name}.npy"], "label",
-      fieldnames=("name", "label"), classes=("no", "yes"))
-  assert data.entries == [{"image": [str(tmp_path / "train/axial/0000.npy"),
-                                     str(tmp_path / "train/coronal/0000.npy")], "label": 1}]
-  ccii = tmp_path / "ccii.csv"
-  ccii.write_text("patient_id,scan_id,target,split\n1,2,2,train\n1,3,0,test\n")
-  data = readers.load_classification_csv(ccii, "p{patient_id}-s{scan_id}.npy", "target",
-                                         classes=("normal", "CP", "NCP"),
-                                         where={"split": "train"})
-  assert data.entries == [{"image": str(tmp_path / "p1-s2.npy"), "label": 2}]
-  with pytest.raises(ValueError, match=r"ccii.csv line 2: 'target' '2' is not a class"):
-    readers.load_classification_csv(ccii, "p{patient_id}-s{scan_id}.npy", "target",
-                                    classes=("normal", "NCP"), check_files=False)
-  spaced = tmp_path / "train_cls.txt"
-  spaced.write_text("p1-s2.npy  BENIGN\n")
-  data = readers.load_classification_csv(spaced, fieldnames=("image", "label"), delimiter=" ",
-                                         classes=("benign", "malignant"),
-                                         label_names={"BENIGN": 0, "MALIGNANT": 1})
-  assert data.entries[0]["label"] == 0
-  ages = tmp_path / "ages.csv"
-  ages.write_text("id,boneage\n1-s2,120\n")
-  data = readers.load_classification_csv(ages, "p{id}.npy", "boneage", regression=True)
-  assert data.entries[0]["label"] == 120.0 and data.classes == []
-
-
-def test_class_folders_named_by_fixed_classes(tmp_path):
-  for name in ("not fractured", "fractured"):
-    (tmp_path / name).mkdir()
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name / "a.jpg")
-  data = readers.load_class_folders(tmp_path, classes=("not fractured", "fractured"))
-  assert [e["label"] for e in data.entries] == [1, 0]  # folders in sorted order
-  with pytest.raises(ValueError, match=r"fractured: 'fractured' is not a class"):
-    readers.load_class_folders(tmp_path, classes=("not fractured", "cracked"))
 
 
 def test_single_frame_dicom_file(tmp_path):

@@ -88,7 +88,7 @@ RUN_ONLY = ("seed", "train_fraction")  # a run's choice, not the dataset's
     for name, recipe in RECIPES])
 def test_registry_task_reads_back_as_the_job_prepares_it(tmp_path, name, recipe):
   task = tasks.get(name)
-  official.write_prepared(task.name, str(tmp_path / "data"))
+  official.write_prepared(task.name, str(tmp_path / "data"), cases=6)
   builder = build(tmp_path / "data", tmp_path / "tfds", task=name,
                   **{k: v for k, v in recipe.items() if k not in RUN_ONLY})
   assert builder.info.file_format.value == "array_record"

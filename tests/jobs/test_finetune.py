@@ -219,7 +219,7 @@ def test_registry_task_end_to_end(tmp_path, name):
   import official
   from rasd_jax.data import tasks
   task = tasks.get(name)
-  official.write_prepared(task.name, str(tmp_path / "data"))
+  official.write_prepared(task.name, str(tmp_path / "data"), cases=6)
   w = tmp_path / "w"
   out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.roi=(16,)", *TINY,
             config=f"experiments/finetune.py:task={name},runlocal")
@@ -296,7 +296,7 @@ def test_registry_mistakes_are_one_line_and_write_nothing(tmp_path):
       "missing": ([f"--config.data.dir={tmp_path / 'nowhere'}"], "nowhere"),
       "not prepared": ([f"--config.data.dir={data}.download"],
                        "is not a prepared data folder (no prepare.json)"),
-      "half present": ([f"--config.data.dir={half}"], "does not exist"),
+      "half present": ([f"--config.data.dir={half}"], "do not exist (moved or deleted"),
       "fold": ([f"--config.data.dir={data}", "--config.data.fold=3"],
                "fold 3 of task 'drive'"),
       "both units": ([f"--config.data.dir={data}", "--config.total_epochs=3"],
@@ -319,7 +319,7 @@ def test_swinunetr_3d_through_the_job(tmp_path):
   sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
   import official
   import rasd_jax
-  official.write_prepared("msd09", str(tmp_path / "data"))
+  official.write_prepared("msd09", str(tmp_path / "data"), cases=4)
   w = tmp_path / "w"
   out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.total_steps=2",
             "--config.eval_every_steps=2", "--config.log_every=1",

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
 import official  # noqa: E402  (every task's official-download fixture)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CASES = 6  # of each official list a task's fixture keeps (tiny runs: every task scored quickly)
 
 
 def run(workdir, *overrides, check=True, config="experiments/suite.py:tiny"):
@@ -39,7 +40,7 @@ def inits(tmp_path_factory):
 def write_data(root, names):
   """root/NAME: each task's official fixture, prepared."""
   for name in names:
-    official.write_prepared(name, str(root / name))
+    official.write_prepared(name, str(root / name), cases=CASES)
 
 
 def read_csv(workdir):

@@ -10,11 +10,13 @@ WSSS4LUAD validation and test labels (the classes their masks hold, as JSON file
 import csv
 import fnmatch
 import functools
+import io
 import json
 import os
 import re
 import xml.etree.ElementTree as ET
 
+from etils import epath
 import h5py
 import numpy as np
 from PIL import Image, ImageDraw
@@ -43,9 +45,9 @@ def _read_rows(file, columns):
   """The rows of a CSV as dicts with stripped names and values; ValueError naming the file
   where it cannot be read or a column in `columns` is absent."""
   try:
-    with open(file, newline="", encoding="utf-8-sig") as f:
-      rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
-              for row in csv.DictReader(f)]
+    text = epath.Path(file).read_text(encoding="utf-8-sig")
+    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            for row in csv.DictReader(io.StringIO(text, newline=""))]
   except (OSError, csv.Error, UnicodeDecodeError) as e:
     raise ValueError(f"cannot read the list {file}: {e}") from e
   if not rows:
@@ -58,8 +60,7 @@ def _read_rows(file, columns):
 
 def _read_json(file):
   try:
-    with open(file, encoding="utf-8") as f:
-      return json.load(f)
+    return json.loads(epath.Path(file).read_text(encoding="utf-8"))
   except (OSError, ValueError) as e:
     raise ValueError(f"cannot read the list {file}: {e}") from e
 
@@ -99,8 +100,14 @@ _GLAS = "Warwick QU Dataset (Released 2016_07_08)"
 
 def _glas(root):
   # The zip's one folder; its Grade.csv names every image and its patient (the group).
-  grades = _read_rows(os.path.join(root, "Grade.csv"), ("name", "patient ID"))
-  patient = {row["name"]: row["patient ID"] for row in grades}
+  grade, patient = os.path.join(root, "Grade.csv"), {}
+  if epath.Path(grade).exists():
+    rows = _read_rows(grade, ("name",))
+    column = next((c for c in rows[0] if c.lower() == "patient id"), None)
+    if column is None:
+      raise ValueError(f"list {grade} lacks its 'Patient ID' column; its columns are "
+                       f"{list(rows[0])}")
+    patient = {row["name"]: row[column] for row in rows}
   cases, splits = {}, {"train": [], "test": []}
   for name in listdir(root):
     match = re.fullmatch(r"(train|testA|testB)_(\d+)\.bmp", name)
@@ -384,8 +391,8 @@ def _ddti(images, masks):
 def _mmotu_ids(root, name):
   file = os.path.join(root, name)
   try:
-    with open(file, encoding="utf-8") as f:
-      return [line.strip() for line in f if line.strip()]
+    lines = epath.Path(file).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
   except OSError as e:
     raise ValueError(f"cannot read the list {file}: {e}") from e
 
@@ -427,7 +434,7 @@ _MMOTU_MARKERS = ("images/*.JPG", "annotations/*_binary.PNG", "train.txt", "val.
 RECIPES = [
     Recipe(task="glas", page="https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/",
            download=f"warwick_qu_dataset_released_2016_07_08.zip (the folder {_GLAS})",
-           layouts=(Layout("warwick", ("Grade.csv", "train_*_anno.bmp"), _glas),),
+           layouts=(Layout("warwick", ("train_*_anno.bmp", "testA_*_anno.bmp"), _glas),),
            notes="read in place; train_n = train, testA_n + testB_n = test; the instance "
                  "labels are binarised; the patient comes from Grade.csv"),
     Recipe(task="cocahis", page="https://cocahis.irb.hr/",

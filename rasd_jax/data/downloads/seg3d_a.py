@@ -13,6 +13,7 @@ import re
 import tempfile
 import zipfile
 
+from etils import epath
 import nibabel as nib
 import numpy as np
 import pydicom
@@ -54,8 +55,8 @@ def _amos_mri(root):
     # The list says which AMOS 2022 set (training Tr, validation Va) holds a case; a copy that
     # holds it in the other set is followed.
     sets = ("Va", "Tr") if name in in_va else ("Tr", "Va")
-    found = [s for s in sets if os.path.exists(downloads.path(root, f"labels{s}",
-                                                              f"{name}.nii.gz"))]
+    found = [s for s in sets if epath.Path(downloads.path(root, f"labels{s}",
+                                                              f"{name}.nii.gz")).exists()]
     where = (found or sets)[0]
     return {"image": downloads.path(root, f"images{where}", f"{name}.nii.gz"),
             "label": downloads.path(root, f"labels{where}", f"{name}.nii.gz")}
@@ -203,7 +204,7 @@ def _chaos(root):
 def _ircadb(root):
   def series(name, what):  # the unzipped folder where the user unzipped it, else the zip
     folder = downloads.path(root, name, what)
-    return folder if os.path.isdir(folder) else folder + ".zip"
+    return folder if epath.Path(folder).is_dir() else folder + ".zip"
 
   def case(name):
     patient, masks = series(name, "PATIENT_DICOM"), series(name, "MASKS_DICOM")
@@ -217,15 +218,15 @@ _SPLIT_NOTE = "the authors' split list, shipped with the download's case names"
 RECIPES = [
     Recipe("acdc", "https://www.creatis.insa-lyon.fr/Challenge/acdc/databases.html",
            "the ACDC database (training/ and testing/ folders, one patientNNN folder each)",
-           (Layout("ACDC database", ("training/patient*/patient*_frame*_gt.nii.gz",
-                                     "training/patient*/Info.cfg"), _acdc),),
+           (Layout("ACDC database", ("training/patient*/patient*_frame*_gt.nii.gz",),
+                   _acdc),),
            "reads the ED/ES frames patientNNN_frameXX.nii.gz and their _gt masks in place; "
            f"ACDC.json 160 / 40 frames ({_SPLIT_NOTE})"),
     Recipe("amos_mri", "https://amos22.grand-challenge.org/",
            "amos22.zip (Zenodo record 7262581 or 7155725): imagesTr, labelsTr, imagesVa, "
            "labelsVa, dataset.json",
-           (Layout("AMOS 2022 (amos22/)", ("imagesTr/amos_*.nii.gz", "labelsTr/amos_*.nii.gz",
-                                           "labelsVa/amos_*.nii.gz"), _amos_mri),),
+           (Layout("AMOS 2022 (amos22/)", ("imagesTr/amos_*.nii.gz", "labelsTr/amos_*.nii.gz"),
+                   _amos_mri),),
            "reads the MRI cases (ids 0500+) of the training and validation sets in place; "
            f"AMOS_MRI.json 48 / 12 ({_SPLIT_NOTE})"),
     Recipe("atlas_mri", "https://atlas-challenge.u-bourgogne.fr/",

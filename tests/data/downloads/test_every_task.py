@@ -81,3 +81,13 @@ def _check_patients_apart(task, lists):
       assert sorted(map(_patient, out["train"])) == sorted(map(_patient, first["train"]))
     else:
       assert len(out["train"]) == -(-len(first["train"]) // 2)
+
+
+def test_the_datasets_page_says_what_each_recipe_says():
+  """docs/datasets.md: per task the recipe's page, download and notes, and the command."""
+  page = (official.REPO_ROOT / "docs" / "datasets.md").read_text()
+  for name, recipe in downloads.RECIPES.items():
+    section = page.split(f"### `{name}`: ")[1].split("\n### ")[0]
+    for text in (recipe.page, recipe.download, recipe.notes,
+                 f"prepare.py:task={name} --config.source=DOWNLOAD"):
+      assert text in section, (name, text)
