@@ -24,9 +24,11 @@ A recipe's `cases(root)` returns a `Listing`:
   (splits.make_splits holds cases out). A case id listed in a fold must be in `cases`.
 """
 
+import csv
 import dataclasses
 import fnmatch
 import importlib
+import io
 import json
 import os
 import re
@@ -40,7 +42,8 @@ from rasd_jax.data.tasks import registry
 # and operating systems leave beside the data (macOS resource forks, Finder and Windows files).
 _IGNORED = re.compile(r"^(\._.*|\.DS_Store|__MACOSX|Thumbs\.db|desktop\.ini)$")
 _MAX_DEPTH = 4  # how deep below the given folder a dataset root is searched for
-_GROUPS = ("seg3d_a", "seg3d_b", "fundus", "cls3d", "xray", "pathology_us")  # the modules holding recipes
+# The modules holding the recipes.
+_GROUPS = ("seg3d_a", "seg3d_b", "fundus", "cls3d", "xray", "pathology_us")
 SPLITLISTS = epath.Path(__file__).parent.parent / "splitlists"
 
 
@@ -113,6 +116,41 @@ def shipped(name):
   """A split list shipped in rasd_jax/data/splitlists (its "source" names the repository,
   commit and path it was read from)."""
   return json.loads((SPLITLISTS / name).read_text())
+
+
+def one_fold(cases, train=None, val=None, test=None):
+  """The Listing of a download with one set of lists: `train` (by default every case: the
+  others are held out later), `val`, `test` (None: no such labelled list)."""
+  listed = lambda ids: None if ids is None else list(ids)  # noqa: E731
+  return Listing(cases, [{"train": list(cases) if train is None else list(train),
+                          "val": listed(val), "test": listed(test)}])
+
+
+def shipped_listing(name, case):
+  """The Listing of the shipped {"train": ids, "val": ids} list `name` (no labelled test list);
+  `case(id)` gives a case's {"image", "label"}. An id in both lists is one case."""
+  lists = shipped(name)
+  return one_fold({i: case(i) for i in lists["train"] + lists["val"]}, lists["train"],
+                  lists["val"])
+
+
+def read_csv(path, columns=()):
+  """The rows of a CSV with a header row (a download's list), as dicts with the names and cells
+  stripped, all-empty rows left out. ValueError naming the file when it cannot be parsed or
+  its header lacks one of `columns`."""
+  try:
+    reader = csv.DictReader(io.StringIO(epath.Path(path).read_text(encoding="utf-8-sig"),
+                                        newline=""))
+    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()
+             if not isinstance(v, list)} for row in reader]
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise ValueError(f"cannot read the list {path}: {type(e).__name__}: {e}") from e
+  header = [(name or "").strip() for name in reader.fieldnames or ()]
+  missing = [c for c in columns if c not in header]
+  if missing:
+    raise ValueError(f"{path}: no column {missing} in its header {header}; is it the list the "
+                     "publisher distributes?")
+  return [row for row in rows if any(row.values())]
 
 
 def _matches(folder, markers):

@@ -6,7 +6,6 @@ STARE's gzip-compressed PPMs, IDRiD's red-on-black lesion TIFFs. The
 authors' split lists (DRIVE, STARE, HVDROPDB, DRAC) are shipped in rasd_jax/data/splitlists.
 """
 
-import csv
 import gzip
 import io
 
@@ -14,7 +13,9 @@ from etils import epath
 import numpy as np
 from PIL import Image
 
-from rasd_jax.data.downloads import Convert, Layout, Listing, Recipe, glob, listdir, path, shipped
+from rasd_jax.data import downloads
+from rasd_jax.data.downloads import (Convert, Layout, Listing, Recipe, glob, listdir, path,
+                                        shipped, shipped_listing)
 
 
 # --- Conversions: what our readers cannot read as downloaded ---------------------------------
@@ -58,11 +59,6 @@ def _red_mask(inputs, output):
 # --- Shared listing helpers --------------------------------------------------------------------
 
 
-def _shipped_folds(lists):
-  """The one fold of a shipped {"train": ids, "val": ids} list (no labelled test list)."""
-  return [{"train": list(lists["train"]), "val": list(lists["val"]), "test": None}]
-
-
 def _child(folder, name):
   """`folder`/`name`, matched case-insensitively among its entries (releases differ in
   capitals: HVDROPDB's Retcam_ and RetCam_); `name` itself where none matches."""
@@ -70,28 +66,6 @@ def _child(folder, name):
     if entry.lower() == name.lower():
       return path(folder, entry)
   return path(folder, name)
-
-
-def _csv_rows(csv_path, columns):
-  """The rows of a CSV with a header, as dicts with stripped keys and values; rows that are
-  all empty (spreadsheet exports) skipped. ValueError naming the file where a column in
-  `columns` is missing."""
-  try:
-    text = epath.Path(csv_path).read_text(encoding="utf-8-sig")
-  except UnicodeDecodeError as e:
-    raise ValueError(f"{csv_path} is not a UTF-8 CSV: {e}") from e
-  reader = csv.DictReader(io.StringIO(text))
-  header = [(k or "").strip() for k in reader.fieldnames or ()]
-  missing = [c for c in columns if c not in header]
-  if missing:
-    raise ValueError(f"{csv_path}: no column {missing} in its header {header}")
-  rows = []
-  for row in reader:
-    row = {(k or "").strip(): (v or "").strip() for k, v in row.items()
-           if not isinstance(v, list)}
-    if any(row.values()):
-      rows.append(row)
-  return rows
 
 
 def _class_index(csv_path, row, column, num_classes):
@@ -106,12 +80,9 @@ def _class_index(csv_path, row, column, num_classes):
 
 
 def _drive_cases(root):
-  lists = shipped("drive.json")
-  cases = {}
-  for n in lists["train"] + lists["val"]:
-    cases[n] = {"image": path(root, "training", "images", f"{n}_training.tif"),
-                "label": path(root, "training", "1st_manual", f"{n}_manual1.gif")}
-  return Listing(cases, _shipped_folds(lists))
+  return shipped_listing("drive.json", lambda n: {
+      "image": path(root, "training", "images", f"{n}_training.tif"),
+      "label": path(root, "training", "1st_manual", f"{n}_manual1.gif")})
 
 
 _DRIVE = Recipe(
@@ -136,15 +107,11 @@ def _stare_file(root, name):
 
 
 def _stare_cases(root):
-  lists = shipped("stare.json")
-  cases = {}
-  for n in lists["train"] + lists["val"]:
-    # Our readers take no .ppm.gz: image and Hoover's labels are decompressed to PNG.
-    cases[n] = {"image": Convert(f"images/{n}.png", (_stare_file(root, f"{n}.ppm.gz"),),
-                                 _as_png("RGB")),
-                "label": Convert(f"masks/{n}.ah.png", (_stare_file(root, f"{n}.ah.ppm.gz"),),
-                                 _as_png("L"))}
-  return Listing(cases, _shipped_folds(lists))
+  # Our readers take no .ppm.gz: image and Hoover's labels are decompressed to PNG.
+  return shipped_listing("stare.json", lambda n: {
+      "image": Convert(f"images/{n}.png", (_stare_file(root, f"{n}.ppm.gz"),), _as_png("RGB")),
+      "label": Convert(f"masks/{n}.ah.png", (_stare_file(root, f"{n}.ah.ppm.gz"),),
+                       _as_png("L"))})
 
 
 _STARE_IMAGE, _STARE_LABEL = "im0???.ppm.gz", "im0???.ah.ppm.gz"
@@ -170,14 +137,12 @@ def _hvdropdb(task, folder, target, json_name, notes):
   """One HVDROPDB structure: <folder>/<Camera>_<target>_{images,masks}/<n>.png, the camera Neo
   or RetCam (Retcam in HVDROPDB-OD); case <Camera>_<n>."""
   def cases(root):
-    lists = shipped(json_name)
-    listed = {}
-    for case in lists["train"] + lists["val"]:
-      camera, n = case.split("_")
+    def case(name):
+      camera, n = name.split("_")
       images, masks = (_child(path(root, folder), f"{camera}_{target}_{kind}")
                        for kind in ("images", "masks"))
-      listed[case] = {"image": path(images, f"{n}.png"), "label": path(masks, f"{n}.png")}
-    return Listing(listed, _shipped_folds(lists))
+      return {"image": path(images, f"{n}.png"), "label": path(masks, f"{n}.png")}
+    return shipped_listing(json_name, case)
   markers = tuple(f"{folder}/Neo_{target}_{kind}/*.png" for kind in ("images", "masks"))
   return Recipe(task=task, page=_HVDROPDB_PAGE, download=_HVDROPDB_DOWNLOAD,
                 layouts=(Layout("HVDROPDB_RetCam_Neo_Segmentation.zip", markers, cases),),
@@ -219,16 +184,6 @@ _IDRID_PAGE = "https://idrid.grand-challenge.org/"
 _IDRID_SPLITS = (("train", "a. Training Set"), ("test", "b. Testing Set"))
 
 
-def _idrid_layouts(archive, markers, cases):
-  """The archive's folder unpacked into the given folder, or given itself: two roots. (The
-  authors' layout, which the registry reads from the folder holding the archive's folder,
-  would otherwise be found first.)"""
-  def below(root):
-    return cases(path(root, archive))
-  return (Layout(f"{archive}.zip", tuple(f"{archive}/{m}" for m in markers), below),
-          Layout(f"{archive} folder", markers, cases))
-
-
 _GRADING_CSV = "2. Groundtruths/{letter}. IDRiD_Disease Grading_{name} Labels.csv"
 
 
@@ -237,7 +192,7 @@ def _idrid_grading_cases(root):
   for (split, folder), letter, name in zip(_IDRID_SPLITS, "ab", ("Training", "Testing")):
     csv_path = path(root, _GRADING_CSV.format(letter=letter, name=name))
     fold[split] = []
-    for row in _csv_rows(csv_path, ("Image name", "Retinopathy grade")):
+    for row in downloads.read_csv(csv_path, ("Image name", "Retinopathy grade")):
       # Both sets number their images from IDRiD_001: the split prefixes the case id.
       case = f"{split}_{row['Image name']}"
       if case in cases:
@@ -253,9 +208,9 @@ _IDRID_GRADING = Recipe(
     task="idrid_grading", page=_IDRID_PAGE,
     download="B. Disease Grading.zip (IEEE DataPort, Indian Diabetic Retinopathy Image "
              "Dataset), unpacked",
-    layouts=_idrid_layouts("B. Disease Grading", (
+    layouts=(Layout("B. Disease Grading", (
         "1. Original Images/a. Training Set/IDRiD_*.jpg",
-        _GRADING_CSV.format(letter="a", name="Training")), _idrid_grading_cases),
+        _GRADING_CSV.format(letter="a", name="Training")), _idrid_grading_cases),),
     notes="reads the JPEGs in place; the official training (413) and testing (103) label CSVs "
           "are the train and test lists")
 
@@ -281,10 +236,10 @@ _IDRID_LESION = Recipe(
     task="idrid_lesion_seg", page=_IDRID_PAGE,
     download="A. Segmentation.zip (IEEE DataPort, Indian Diabetic Retinopathy Image Dataset), "
              "unpacked",
-    layouts=_idrid_layouts("A. Segmentation", (
+    layouts=(Layout("A. Segmentation", (
         "1. Original Images/a. Training Set/IDRiD_*.jpg",
         f"2. All Segmentation Groundtruths/a. Training Set/{_LESION}/IDRiD_*_EX.tif"),
-        _idrid_lesion_cases),
+        _idrid_lesion_cases),),
     notes="reads the JPEGs in place; the red hard exudate (EX) TIFF masks are converted to grey "
           "0/1 PNGs; the official training (54) and testing (27) sets are the train and test "
           "lists")

@@ -7,10 +7,8 @@ cut from the whole TIFF around each annotated cell), NuCLS (nucleus crops of the
 WSSS4LUAD validation and test labels (the classes their masks hold, as JSON files).
 """
 
-import csv
 import fnmatch
 import functools
-import io
 import json
 import os
 import re
@@ -21,7 +19,8 @@ import h5py
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rasd_jax.data.downloads import Convert, Layout, Listing, Recipe, glob, listdir, path
+from rasd_jax.data.downloads import (Convert, Layout, Recipe, glob, listdir, one_fold, path,
+                                        read_csv)
 from rasd_jax.data.tasks import registry
 
 _MIDOG_PATCH = 128  # px around a MIDOG cell centre (its boxes are 50 px, ~12.5 um)
@@ -31,31 +30,8 @@ _NUCLS_CROP = 64    # px around a NuCLS nucleus centre (most boxes are under 40 
 # --- Shared helpers -----------------------------------------------------------------------------
 
 
-def _one_fold(cases, train, val=None, test=None):
-  return Listing(cases=cases, folds=[{"train": list(train),
-                                      "val": None if val is None else list(val),
-                                      "test": None if test is None else list(test)}])
-
-
 def _stem(name):
   return os.path.splitext(name)[0]
-
-
-def _read_rows(file, columns):
-  """The rows of a CSV as dicts with stripped names and values; ValueError naming the file
-  where it cannot be read or a column in `columns` is absent."""
-  try:
-    text = epath.Path(file).read_text(encoding="utf-8-sig")
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            for row in csv.DictReader(io.StringIO(text, newline=""))]
-  except (OSError, csv.Error, UnicodeDecodeError) as e:
-    raise ValueError(f"cannot read the list {file}: {e}") from e
-  if not rows:
-    raise ValueError(f"list {file} has no rows")
-  absent = [c for c in columns if c not in rows[0]]
-  if absent:
-    raise ValueError(f"list {file} lacks column(s) {absent}")
-  return rows
 
 
 def _read_json(file):
@@ -102,7 +78,7 @@ def _glas(root):
   # The zip's one folder; its Grade.csv names every image and its patient (the group).
   grade, patient = os.path.join(root, "Grade.csv"), {}
   if epath.Path(grade).exists():
-    rows = _read_rows(grade, ("name",))
+    rows = read_csv(grade, ("name",))
     column = next((c for c in rows[0] if c.lower() == "patient id"), None)
     if column is None:
       raise ValueError(f"list {grade} lacks its 'Patient ID' column; its columns are "
@@ -116,7 +92,7 @@ def _glas(root):
       cases[case] = {"image": path(root, name), "label": path(root, case + "_anno.bmp"),
                      **({"group": patient[case]} if case in patient else {})}
       splits["train" if match[1] == "train" else "test"].append(case)
-  return _one_fold(cases, splits["train"], test=splits["test"])
+  return one_fold(cases, splits["train"], test=splits["test"])
 
 
 # --- CoCaHis --------------------------------------------------------------------------------------
@@ -153,7 +129,7 @@ def _cocahis(root):
                                     _cocahis_export("GT/GT_majority_vote", i)),
                    "group": patient}
     splits[part].append(case)
-  return _one_fold(cases, splits["train"], test=splits["test"])
+  return one_fold(cases, splits["train"], test=splits["test"])
 
 
 # --- TNBC -----------------------------------------------------------------------------------------
@@ -168,7 +144,7 @@ def _tnbc(root):
       for case, entry in _pairs(root, folder, f"GT_{match[1]}", pattern="*.png").items():
         cases[case] = {**entry, "group": match[1]}
         splits["train" if int(match[1]) <= 8 else "test"].append(case)
-  return _one_fold(cases, splits["train"], test=splits["test"])
+  return one_fold(cases, splits["train"], test=splits["test"])
 
 
 # --- MoNuSAC --------------------------------------------------------------------------------------
@@ -211,7 +187,7 @@ def _monusac(root):
         cases[case] = {"image": tif, "label": Convert(f"masks/{case}.png", (xml, tif), make),
                        "group": patient}
         splits[split].append(case)
-  return _one_fold(cases, splits["train"], test=splits["test"])
+  return one_fold(cases, splits["train"], test=splits["test"])
 
 
 # --- Janowczyk epithelium -------------------------------------------------------------------------
@@ -225,7 +201,7 @@ def _janowczyk(root):
       case = name[:-len("_original.tif")]
       cases[case] = {"image": path(root, name), "label": path(root, case + "_mask.png"),
                      "group": case.split("_")[0]}
-  return _one_fold(cases, cases)
+  return one_fold(cases, cases)
 
 
 # --- CRAG -----------------------------------------------------------------------------------------
@@ -235,7 +211,7 @@ def _crag(root):
   # train/{Images,Annotation}/train_n.png, valid/{Images,Annotation}/test_n.png (the test set).
   train = _pairs(root, "train/Images", "train/Annotation", pattern="*.png")
   test = _pairs(root, "valid/Images", "valid/Annotation", pattern="*.png")
-  return _one_fold({**train, **test}, train, test=test)
+  return one_fold({**train, **test}, train, test=test)
 
 
 # --- MIDOG 2021 -----------------------------------------------------------------------------------
@@ -267,7 +243,7 @@ def _midog(images):
         splits["test" if int(_stem(name)) in _MIDOG_TEST else "train"].append(case)
     except (KeyError, TypeError, ValueError) as e:
       raise ValueError(f"{file} is not the MIDOG 2021 COCO file: {type(e).__name__}: {e}") from e
-    return _one_fold(listed, splits["train"], test=splits["test"])
+    return one_fold(listed, splits["train"], test=splits["test"])
   return cases
 
 
@@ -280,13 +256,13 @@ _NUCLS_CLASSES = {"tumor_any": "tumor", "nonTIL_stromal": "stromal", "sTIL": "sT
 def _nucls(root):
   classes = registry.get("nucls").classes
   split_file = os.path.join(root, "train_test_splits", "fold_1_test.csv")
-  test_slides = {r["slide_name"] for r in _read_rows(split_file, ("slide_name",))}
+  test_slides = {r["slide_name"] for r in read_csv(split_file, ("slide_name",))}
   cases, splits = {}, {"train": [], "test": []}
   for name in listdir(os.path.join(root, "csv")):
     fov = _stem(name)
     if not name.endswith(".csv") or fov == "ALL_FOV_LOCATIONS":  # the FOVs' index, no nuclei
       continue
-    rows = _read_rows(os.path.join(root, "csv", name),
+    rows = read_csv(os.path.join(root, "csv", name),
                       ("super_classification", "xmin", "ymin", "xmax", "ymax"))
     slide = fov.split("_")[0]  # TCGA-<site>-<patient>-<slide>
     image = path(root, "rgb", fov + ".png")
@@ -303,7 +279,7 @@ def _nucls(root):
                      "label": classes.index(_NUCLS_CLASSES[row["super_classification"]]),
                      "group": "-".join(slide.split("-")[:3])}
       splits["test" if slide in test_slides else "train"].append(case)
-  return _one_fold(cases, splits["train"], test=splits["test"])
+  return one_fold(cases, splits["train"], test=splits["test"])
 
 
 # --- WSSS4LUAD ------------------------------------------------------------------------------------
@@ -354,7 +330,7 @@ def _wsss4luad(root):
                        "label": Convert(f"labels/{case}.json", (path(root, folder, "mask", name),),
                                         _wsss_flags)}
         splits[split].append(case)
-  return _one_fold(cases, splits["train"], val=splits["val"], test=splits["test"])
+  return one_fold(cases, splits["train"], val=splits["val"], test=splits["test"])
 
 
 # --- Thyroid ultrasound: TN3K, TG3K, DDTI ---------------------------------------------------------
@@ -363,7 +339,7 @@ def _wsss4luad(root):
 def _tn3k(root):
   train = _pairs(root, "trainval-image", "trainval-mask", prefix="trainval_", pattern="*.jpg")
   test = _pairs(root, "test-image", "test-mask", prefix="test_", pattern="*.jpg")
-  return _one_fold({**train, **test}, train, test=test)
+  return one_fold({**train, **test}, train, test=test)
 
 
 def _tg3k(root):
@@ -375,13 +351,13 @@ def _tg3k(root):
   cases = {i: {"image": path(root, "thyroid-image", i + ".jpg"),
                "label": path(root, "thyroid-mask", i + ".jpg")}
            for split in ids.values() for i in split}
-  return _one_fold(cases, ids["train"], val=ids["val"])
+  return one_fold(cases, ids["train"], val=ids["val"])
 
 
 def _ddti(images, masks):
   def cases(root):
     pairs = _pairs(root, images, masks)
-    return _one_fold(pairs, pairs)
+    return one_fold(pairs, pairs)
   return cases
 
 
@@ -402,7 +378,7 @@ def _mmotu_seg(root):
   cases = {i: {"image": path(root, "images", i + ".JPG"),
                "label": path(root, "annotations", i + "_binary.PNG")}
            for split in ids.values() for i in split}
-  return _one_fold(cases, ids["train"], val=ids["val"])
+  return one_fold(cases, ids["train"], val=ids["val"])
 
 
 def _mmotu_cls(root):
@@ -419,7 +395,7 @@ def _mmotu_cls(root):
       case = _stem(parts[0])
       cases[case] = {"image": path(root, "images", parts[0]), "label": int(parts[1])}
       ids[split].append(case)
-  return _one_fold(cases, ids["train"], val=ids["val"])
+  return one_fold(cases, ids["train"], val=ids["val"])
 
 
 # --- The recipes ----------------------------------------------------------------------------------

@@ -28,13 +28,6 @@ from rasd_jax.data.downloads import Convert, Layout, Listing, Recipe
 _IRCADB_TUMOUR = re.compile(r"^(liver)?tumou?r", re.IGNORECASE)
 
 
-def _train_val(split_list, case):
-  """The Listing of a shipped {"train", "val"} list; `case(id)` gives a case's dict."""
-  lists = downloads.shipped(split_list)
-  return Listing(cases={i: case(i) for i in lists["train"] + lists["val"]},
-                 folds=[{"train": lists["train"], "val": lists["val"], "test": None}])
-
-
 # --- NIfTI downloads, read in place --------------------------------------------------------------
 
 
@@ -45,7 +38,7 @@ def _acdc(root):
             "label": downloads.path(root, "training", folder, f"{name}_gt.nii.gz")}
   # No "group": the authors' list puts the two frames of 30 patients in train and val; a
   # group would move those 30 frames out of training (splits.make_splits), not 160 / 40.
-  return _train_val("acdc.json", case)
+  return downloads.shipped_listing("acdc.json", case)
 
 
 def _amos_mri(root):
@@ -60,11 +53,11 @@ def _amos_mri(root):
     where = (found or sets)[0]
     return {"image": downloads.path(root, f"images{where}", f"{name}.nii.gz"),
             "label": downloads.path(root, f"labels{where}", f"{name}.nii.gz")}
-  return _train_val("amos_mri.json", case)
+  return downloads.shipped_listing("amos_mri.json", case)
 
 
 def _atlas_mri(root):
-  return _train_val("atlas_mri.json", lambda name: {
+  return downloads.shipped_listing("atlas_mri.json", lambda name: {
       "image": downloads.path(root, "imagesTr", f"{name}.nii.gz"),
       "label": downloads.path(root, "labelsTr", f"lb{name[2:]}.nii.gz")})
 
@@ -72,7 +65,7 @@ def _atlas_mri(root):
 def _whs(modality):
   def cases(root):
     folder = f"{modality}_train"
-    return _train_val(f"whs_{modality}.json", lambda name: {
+    return downloads.shipped_listing(f"whs_{modality}.json", lambda name: {
         "image": downloads.path(root, folder, f"{name}_image.nii.gz"),
         "label": downloads.path(root, folder, f"{name}_label.nii.gz")})
   return cases
@@ -198,7 +191,7 @@ def _chaos(root):
     dicom, ground = (downloads.path(root, "CT", name, f) for f in ("DICOM_anon", "Ground"))
     return {"image": Convert(f"nifti/chaos_ct_{name}_image.nii.gz", (dicom,), _dicom_image),
             "label": Convert(f"nifti/chaos_ct_{name}_label.nii.gz", (dicom, ground), _chaos_label)}
-  return _train_val("chaos.json", case)
+  return downloads.shipped_listing("chaos.json", case)
 
 
 def _ircadb(root):
@@ -210,7 +203,7 @@ def _ircadb(root):
     patient, masks = series(name, "PATIENT_DICOM"), series(name, "MASKS_DICOM")
     return {"image": Convert(f"nifti/{name}_image.nii.gz", (patient,), _dicom_image),
             "label": Convert(f"nifti/{name}_label.nii.gz", (patient, masks), _ircadb_label)}
-  return _train_val("ircadb.json", case)
+  return downloads.shipped_listing("ircadb.json", case)
 
 
 _SPLIT_NOTE = "the authors' split list, shipped with the download's case names"

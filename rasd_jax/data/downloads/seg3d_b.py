@@ -20,15 +20,6 @@ from rasd_jax.data.downloads import Convert, Layout, Listing, Recipe, path
 from rasd_jax.data.tasks import registry
 
 
-def _shipped(task, files):
-  """The Listing of the shipped train / val list of `task`: `files(case_id)` -> the case's
-  {"image", "label"}."""
-  lists = downloads.shipped(f"{task}.json")
-  ids = dict.fromkeys(lists["train"] + lists["val"])  # TotalSegmentator lists s0970 twice
-  return Listing(cases={i: files(i) for i in ids},
-                 folds=[{"train": lists["train"], "val": lists["val"], "test": None}])
-
-
 def _in_place(task, image, label):
   """A layout's cases(root) for downloads with one image and one mask file a case, named by the
   templates `image` and `label`, relative to the root: {id} the case id, {n} its trailing digits
@@ -36,7 +27,8 @@ def _in_place(task, image, label):
   def files(root, case_id):
     names = {"id": case_id, "n": re.search(r"\d*$", case_id).group()}
     return {"image": path(root, image.format(**names)), "label": path(root, label.format(**names))}
-  return lambda root: _shipped(task, lambda case_id: files(root, case_id))
+  return lambda root: downloads.shipped_listing(f"{task}.json",
+                                                lambda case_id: files(root, case_id))
 
 
 # BHSD (https://github.com/White65534/BHSD): the Hugging Face archive label_192.zip unpacks to
@@ -58,8 +50,9 @@ def _bhsd_file(root, folder, case_id, kind):
 
 
 def _bhsd_cases(root):
-  return _shipped("bhsd", lambda i: {"image": _bhsd_file(root, "images", i, "images"),
-                                     "label": _bhsd_file(root, "ground truths", i, "labels")})
+  return downloads.shipped_listing("bhsd.json", lambda i: {
+      "image": _bhsd_file(root, "images", i, "images"),
+      "label": _bhsd_file(root, "ground truths", i, "labels")})
 
 
 # VerSe 2020 (https://github.com/anjany/verse, README "Data"): the MICCAI challenge release
@@ -106,12 +99,12 @@ def _verse_cases(root):
   def files(case_id):
     image = stems.get(case_id, path(root, "*", f"{case_id}.nii.gz"))
     return {"image": image, "label": image[:-len(".nii.gz")] + "_seg.nii.gz"}
-  return _shipped("verse20", files)
+  return downloads.shipped_listing("verse20.json", files)
 
 
 def _verse_bids_cases(root):
   scans = [p for pattern in _VERSE_BIDS for p in downloads.glob(root, pattern)]
-  return _shipped("verse20", lambda i: _verse_bids(root, i, scans))
+  return downloads.shipped_listing("verse20.json", lambda i: _verse_bids(root, i, scans))
 
 
 # TotalSegmentator v1 (https://zenodo.org/record/6802614, its README): Totalsegmentator_dataset/
@@ -139,7 +132,7 @@ def _totalseg_cases(root):
     masks = tuple(path(root, case_id, "segmentations", f"{name}.nii.gz") for name in _TOTALSEG)
     return {"image": path(root, case_id, "ct.nii.gz"),
             "label": Convert(f"labels/{case_id}.nii.gz", masks, _merge_masks)}
-  return _shipped("totalsegmentator", files)
+  return downloads.shipped_listing("totalsegmentator.json", files)
 
 
 def _covid_cases(root):

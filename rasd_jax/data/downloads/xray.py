@@ -7,7 +7,6 @@ cases out by patient, `group`). Mammograms are read in place as the DICOM files 
 ship (readers decode the compressed transfer syntaxes and invert MONOCHROME1).
 """
 
-import csv
 import io
 import os
 import plistlib
@@ -22,7 +21,7 @@ from PIL import Image, ImageDraw
 import pydicom
 
 from rasd_jax.data import downloads
-from rasd_jax.data.downloads import Convert, Layout, Listing, Recipe
+from rasd_jax.data.downloads import Convert, Layout, Recipe, one_fold, read_csv
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 
@@ -39,14 +38,6 @@ def _rows_with(path, rows, columns):
                      f"columns: {have}); is it the file the publisher distributes?")
   return [{k: (v or "").strip() if isinstance(v, str) or v is None else v for k, v in r.items()}
           for r in rows]
-
-
-def _read_csv(path, columns):
-  """The rows of a CSV with a header row, as dicts; ValueError naming the file when it lacks one
-  of `columns`."""
-  with _malformed(path):
-    text = epath.Path(path).read_bytes().decode("utf-8-sig")
-  return _rows_with(path, list(csv.DictReader(io.StringIO(text, newline=""))), columns)
 
 
 _XLSX = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
@@ -140,12 +131,6 @@ class _malformed:
 # --- Small shared pieces -----------------------------------------------------------------------
 
 
-def _one_fold(cases, train=None, val=None, test=None):
-  """A Listing of one official fold; without lists, every case is "train" (held out later)."""
-  return Listing(cases, [{"train": list(cases) if train is None else train, "val": val,
-                          "test": test}])
-
-
 def _lookup(names, value, where):
   """The class index of `value` (a label as the list spells it), else ValueError naming
   `where` (the file and line)."""
@@ -182,7 +167,7 @@ def _nlm_cases(root, prefix):
 
 
 def _shenzhen(root):
-  return _one_fold({stem: {"image": path, "label": label}
+  return one_fold({stem: {"image": path, "label": label}
                     for stem, (path, label) in _nlm_cases(root, "CHNCXR").items()})
 
 
@@ -198,7 +183,7 @@ def _merge_masks(inputs, output):
 def _montgomery(root):
   """MontgomerySet/ (the archive's folder): each image's lung mask merged from its two."""
   masks = downloads.path(root, "ManualMask")
-  return _one_fold({
+  return one_fold({
       stem: {"image": path,
              "label": Convert(f"lungMask/{stem}.png",
                               (downloads.path(masks, "leftMask", f"{stem}.png"),
@@ -237,29 +222,29 @@ def _bone_age_rsna(root):
   train_dir = downloads.path(root, "Bone Age Training Set")
   train_csv = _first_existing(train_dir, ("train.csv", "boneage-training-dataset.csv"),
                               "training list")
-  cases = _bone_age_cases("train", _read_csv(train_csv, ("id", "boneage")), train_csv, "id",
+  cases = _bone_age_cases("train", read_csv(train_csv, ("id", "boneage")), train_csv, "id",
                           "boneage", _images_below(train_dir),
                           downloads.path(train_dir, "boneage-training-dataset"))
   val_dir = downloads.path(root, "Bone Age Validation Set")
   val_csv = downloads.path(val_dir, "Validation Dataset.csv")
-  val = _bone_age_cases("val", _read_csv(val_csv, ("Image ID", "Bone Age (months)")), val_csv,
+  val = _bone_age_cases("val", read_csv(val_csv, ("Image ID", "Bone Age (months)")), val_csv,
                         "Image ID", "Bone Age (months)", _images_below(val_dir), val_dir)
   test, test_dir = {}, downloads.path(root, "Bone Age Test Set")
   truth = downloads.glob(test_dir, "Bone age ground truth.*")
   if truth:  # the test set is a separate, later download
     columns = ("Case ID", "Ground truth bone age (months)")
     rows = (_read_xlsx(truth[0], columns) if truth[0].endswith(".xlsx") else
-            _read_csv(truth[0], columns))
+            read_csv(truth[0], columns))
     test = _bone_age_cases("test", rows, truth[0], *columns, _images_below(test_dir),
                            downloads.path(test_dir, "Test Set Images"))
-  return _one_fold({**cases, **val, **test}, list(cases), list(val), list(test) or None)
+  return one_fold({**cases, **val, **test}, list(cases), list(val), list(test) or None)
 
 
 def _bone_age_kaggle(root):
   """Kaggle's copy: the training set only carries labels (its test CSV has none)."""
   train_csv = downloads.path(root, "boneage-training-dataset.csv")
   folder = downloads.path(root, "boneage-training-dataset")
-  return _one_fold(_bone_age_cases("train", _read_csv(train_csv, ("id", "boneage")), train_csv,
+  return one_fold(_bone_age_cases("train", read_csv(train_csv, ("id", "boneage")), train_csv,
                                    "id", "boneage", _images_below(folder), folder))
 
 
@@ -283,7 +268,7 @@ def _bfmr(root):
     found = _class_folders(root, {f"{split}/fractured": 0, f"{split}/not fractured": 1})
     cases.update(found)
     folds[split] = list(found)
-  return _one_fold(cases, **folds)
+  return one_fold(cases, **folds)
 
 
 def _kau_bcmd(root):
@@ -297,7 +282,7 @@ def _kau_bcmd(root):
     if match and path.lower().endswith(_IMAGE_SUFFIXES):
       cases[relative.replace(os.sep, "/")] = {"image": path, "label": int(match.group(1)) - 1,
                                               "group": f"{folder}/{case}"}
-  return _one_fold(cases)
+  return one_fold(cases)
 
 
 # The sample's folders as published ("Nomal" sic); "Normal" too, should the spelling be fixed.
@@ -312,13 +297,13 @@ def _lamis_dmdb(root):
     match = re.match(r"dataMG-PROC_(P\d+)_", os.path.basename(case_id))
     if match:
       case["group"] = match.group(1)
-  return _one_fold(cases)
+  return one_fold(cases)
 
 
 def _mendeley_mammo(root):
   """Breast Cancer Dataset/Original Dataset/{Cancer,Non-Cancer}: the augmented copies beside it
   are left out (variants of the same images would leak across a random split)."""
-  return _one_fold(_class_folders(root, {"Original Dataset/Cancer": 0,
+  return one_fold(_class_folders(root, {"Original Dataset/Cancer": 0,
                                          "Original Dataset/Non-Cancer": 1}))
 
 
@@ -364,7 +349,7 @@ def _bmcd(root):
         cases[f"{name}/{folder}/{view}_recent"] = {
             "image": _bmcd_image(downloads.path(data[0], name, folder), view), "label": label,
             "group": f"{name}/{folder}"}
-  return _one_fold(cases)
+  return one_fold(cases)
 
 
 # --- CDD-CESM ----------------------------------------------------------------------------------
@@ -377,7 +362,7 @@ def _cdd_cesm(root):
   """The low-energy (Type DM) rows of the annotation sheet; P<patient>_... is the group."""
   sheet = downloads.glob(root, "Radiology manual annotations.*")[0]
   columns = ("Image_name", "Type", _CESM_LABEL)
-  rows = _read_xlsx(sheet, columns) if sheet.endswith(".xlsx") else _read_csv(sheet, columns)
+  rows = _read_xlsx(sheet, columns) if sheet.endswith(".xlsx") else read_csv(sheet, columns)
   cases = {}
   for line, row in enumerate(rows, 2):
     if row["Type"] != "DM":
@@ -390,7 +375,7 @@ def _cdd_cesm(root):
     cases[name] = {"image": downloads.path(root, "Low energy images of CDD-CESM", f"{name}.jpg"),
                    "label": _lookup(_CESM_CLASSES, row[_CESM_LABEL], f"{sheet} line {line}"),
                    "group": match.group(1)}
-  return _one_fold(cases)
+  return one_fold(cases)
 
 
 # --- INbreast ----------------------------------------------------------------------------------
@@ -427,7 +412,7 @@ def _inbreast(root):
     inputs = (path, xml) if epath.Path(xml).exists() else (path,)
     cases[file_id] = {"image": path, "group": patient,
                       "label": Convert(f"MassMasks/{file_id}.png", inputs, _inbreast_mask)}
-  return _one_fold(cases)
+  return one_fold(cases)
 
 
 # --- VinDr-Mammo -------------------------------------------------------------------------------
@@ -435,7 +420,7 @@ def _inbreast(root):
 
 def _vindr_mammo(root):
   table = downloads.path(root, "breast-level_annotations.csv")
-  rows = _read_csv(table, ("study_id", "image_id", "breast_birads", "split"))
+  rows = read_csv(table, ("study_id", "image_id", "breast_birads", "split"))
   classes = {f"BI-RADS {i}": i - 1 for i in range(1, 6)}
   cases, folds = {}, {"training": [], "test": []}
   for line, row in enumerate(rows, 2):
@@ -446,7 +431,7 @@ def _vindr_mammo(root):
         "label": _lookup(classes, row["breast_birads"], f"{table} line {line}"),
         "group": row["study_id"]}
     folds[row["split"]].append(row["image_id"])
-  return _one_fold(cases, train=folds["training"], test=folds["test"])
+  return one_fold(cases, train=folds["training"], test=folds["test"])
 
 
 # --- CBIS-DDSM ---------------------------------------------------------------------------------
@@ -486,7 +471,7 @@ def _cbis_ddsm(root):
       if not epath.Path(table).exists():
         raise ValueError(f"{table} is missing: download the four case-description CSVs of "
                          "CBIS-DDSM beside its CBIS-DDSM folder")
-      for line, row in enumerate(_read_csv(
+      for line, row in enumerate(read_csv(
           table, ("patient_id", "pathology", "cropped image file path")), 2):
         top = row["cropped image file path"].replace("\\", "/").split("/")[0].strip('"')
         if not top or top in cases:
@@ -501,7 +486,7 @@ def _cbis_ddsm(root):
                       "label": _lookup(_CBIS_CLASSES, row["pathology"], f"{table} line {line}"),
                       "group": row["patient_id"]}
         folds[split].append(top)
-  return _one_fold(cases, **folds)
+  return one_fold(cases, **folds)
 
 
 _NLM = "https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets"

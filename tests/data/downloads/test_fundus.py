@@ -144,7 +144,7 @@ def test_idrid_grading_labels_and_both_roots(made, tmp_path):
   # Given the archive's folder itself, the same cases are found.
   inner = source / "unpacked" / "B. Disease Grading"
   summary = _prepare("idrid_grading", inner, tmp_path / "data")
-  assert summary["layout"] == "B. Disease Grading folder"
+  assert summary["layout"] == "B. Disease Grading"
   assert summary["cases"] == fixtures_fundus.COUNTS["idrid_grading"]
 
 
