@@ -244,6 +244,7 @@ def _custom(source, image_column, label_column, num_classes):
 
 def custom_task(data_dir, roi):
   """The tasks.Task of the user's data prepared in `data_dir` (task=custom), with `roi`."""
+  read_summary(data_dir)  # a folder that was not prepared: the error says how to prepare it
   made = json.loads((epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST).read_text())
   if "custom" not in made:
     raise ValueError(f"{data_dir} was prepared for task {made['task']!r}, not task=custom")

@@ -123,13 +123,14 @@ def data_problem(config, name):
     except ValueError as e:
       return str(e)
     return None
-  if run.task == "custom":
+  if run.task == "custom" and not run.data.dir:
     key = next(k for k in sources.CUSTOM_SOURCES if run.data[k])
     found = epath.Path(run.data[key])
     return (None if (found.is_dir() if key == "folders" else found.is_file())
             else f"data.{key} {run.data[key]!r} does not exist")
   try:
-    prepared.load_splits(run.task, run.data.dir, fold=run.data.fold)
+    task = prepared.custom_task(run.data.dir, run.roi) if run.task == "custom" else run.task
+    prepared.load_splits(task, run.data.dir, fold=run.data.fold)
   except (FileNotFoundError, ValueError) as e:
     return str(e)
   return None
@@ -262,7 +263,7 @@ def summary_markdown(config, rows):
             if r["paired"].n]
   skipped = [r for r in rows if r["problem"] is not None]
   if skipped:
-    lines += ["", "## Not run: data missing or not in the expected layout", ""]
+    lines += ["", "## Not run: data missing or not prepared", ""]
     for r in skipped:
       lines.append(f"- {r['task']}: {r['problem']}")
   return "\n".join(lines) + "\n"
