@@ -260,3 +260,5 @@ def test_finetune_runs(installed, tmp_path, monkeypatch):
     assert re.search(rf"^{name}: step \d+, test Dice \d\.\d{{3}} \(results.json: ", text,
                      re.MULTILINE), text
   assert "no drive download found in " in text and "drive.grand-challenge.org" in text, text
+  # The split lists ship inside the installed package.
+  assert "split list: 14 train / 6 val, from Downstream/DRIVE/DRIVE.json" in text, text

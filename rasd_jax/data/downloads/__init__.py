@@ -49,8 +49,9 @@ SPLITLISTS = epath.Path(__file__).parent.parent / "splitlists"
 
 @dataclasses.dataclass(frozen=True)
 class Convert:
-  """A file prepare makes from source files, once: `make(inputs, output)` writes `output`
-  (a path under DATA/converted named `name`, with the suffix that says its format)."""
+  """A file prepare makes from source files (again only when they change): `make(inputs,
+  output)` writes `output` (a path under DATA/converted named `name`, with the suffix that
+  says its format). `inputs`: the files or folders it reads (checked to exist first)."""
   name: str
   inputs: tuple
   make: Callable
