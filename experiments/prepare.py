@@ -1,6 +1,6 @@
 """Prepare a downstream task's data folder from the dataset as its publisher distributes it.
 
-python run.py --config=experiments/prepare.py:task=btcv --config.source=~/Downloads/BTCV \
+python run.py --config=experiments/prepare.py:task=btcv --config.source=/data/downloads/BTCV \
     --workdir=data/btcv
 python run.py --config=experiments/finetune.py:task=btcv --config.data.dir=data/btcv ...
 python run.py --config=experiments/prepare.py:task=custom --config.source=/data/ds/dataset.json \
