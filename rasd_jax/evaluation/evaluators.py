@@ -16,8 +16,9 @@ from rasd_jax.workdir import json_ready
 
 
 def dice_with_background(pred, target, num_classes):
-  """The reference's fundus Dice of one case (TASKS.md section 6): the mean over every
-  class, background included, of 2|P ∩ T| / (|P| + |T|) (a class in neither: left out)."""
+  """The reference's fundus Dice of one case (evaluation "paper", README's finetune section):
+  the mean over every class, background included, of 2|P ∩ T| / (|P| + |T|) (a class in
+  neither: left out)."""
   values = []
   for c in range(num_classes):
     total = np.sum(pred == c) + np.sum(target == c)

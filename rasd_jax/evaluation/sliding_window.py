@@ -1,5 +1,5 @@
 """Sliding-window inference over whole volumes, as MONAI's `sliding_window_inference`
-(TASKS.md section 0), channels-last.
+(the reference's validation inferer), channels-last.
 
 Per spatial axis of size S and window (roi) R: an image smaller than R is padded to R (half the
 difference before, the rest after, value `pad_value`); windows start every

@@ -39,7 +39,8 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def make_step(graphdef, abstract_state, spec, mesh, *, seed, batch_size, tx, schedule,
               loss, compute_dtype="float32"):
-  """`loss`: {'exclude_absent', 'cosine', 'two_view'} (METHOD.md section 3 options)."""
+  """`loss`: {'exclude_absent', 'cosine', 'two_view'} (the prototype loss's options, README:
+  "The disentanglement loss")."""
   if compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f"compute_dtype = {compute_dtype!r}; available: {sorted(COMPUTE_DTYPES)}")
   if loss.two_view and not spec.paired_views:
