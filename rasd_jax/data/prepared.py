@@ -38,7 +38,6 @@ SUMMARY = "prepare.json"
 MANIFEST = "cases.json"
 CONVERTED = "converted"
 CHECKED = "checked.jsonl"
-_SHOWN = 5  # cases a problem line names before "and N more"
 _RECORDS_A_WRITE = 100  # checked cases appended to checked.jsonl at once
 
 
@@ -50,11 +49,6 @@ class PrepareError(ValueError):
     self.problems = list(problems)
     super().__init__(f"prepare {task}: {len(self.problems)} problem(s) in {source}; nothing "
                      "usable was written (each problem is on its own line above)")
-
-
-def _few(items):
-  shown = ", ".join(items[:_SHOWN])
-  return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 
 def files_of(case):
@@ -106,7 +100,7 @@ def _check_listing(task, listing):
       unknown = [i for i in ids or () if i not in listing.cases]
       if split not in tasks.SPLITS or unknown:
         raise ValueError(f"task {task.name!r}: split {split!r} of the recipe names unknown "
-                         f"cases {unknown[:_SHOWN]}")
+                         f"cases {readers.few(unknown)}")
 
 
 def _label_problem(task, case_id, label):
@@ -292,7 +286,7 @@ def prepare(task, source, out, *, image_column="image", label_column="label", nu
     first = [f"{i} ({os.path.relpath(f, root) if not workdir_lib.is_remote(f) else f})"
              for i, f in missing.items()]
     line = (f"{len(missing)} of {len(listing.cases)} cases of {task.name} are missing from "
-            f"{root} (an incomplete download?): {_few(first)}")
+            f"{root} (an incomplete download?): {readers.few(first)}")
     if allow_missing:
       log(f"warning: {line}; prepared without them (allow_missing)")
     else:
@@ -377,7 +371,7 @@ def _empty_splits(task, listing, results):
     ids = [i for i in ids or () if i in results]
     if ids and all(results[i]["empty"] for i in ids):
       problems.append(f"every {split} case of {task.name} has an empty label (no foreground): "
-                      f"{_few(ids)}")
+                      f"{readers.few(ids)}")
   return problems
 
 
@@ -412,7 +406,7 @@ def load_splits(task, data_dir, fold=0):
   if gone:
     raise FileNotFoundError(f"{len(gone)} file(s) of the data folder {data_dir} do not exist "
                             f"(moved or deleted since it was prepared? prepare it again): "
-                            f"{_few(gone)}")
+                            f"{readers.few(gone)}")
   return lists
 
 

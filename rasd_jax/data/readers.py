@@ -58,7 +58,8 @@ def listdir(folder):
   return sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
 
 
-def _few(paths):
+def few(paths):
+  """The first few of `paths` (or names), "and N more" for the rest: what an error shows."""
   shown = ", ".join(str(p) for p in paths[:_LISTED])
   return shown + (f" and {len(paths) - _LISTED} more" if len(paths) > _LISTED else "")
 
@@ -67,7 +68,7 @@ def _check_exist(paths, source):
   missing = [p for p in paths if not epath.Path(p).exists()]
   if missing:
     raise FileNotFoundError(f"{len(missing)} file(s) listed in {source} do not exist: "
-                            f"{_few(missing)}")
+                            f"{few(missing)}")
 
 
 def _as_list(paths):

@@ -62,13 +62,22 @@ def _atlas_mri(root):
       "label": downloads.path(root, "labelsTr", f"lb{name[2:]}.nii.gz")})
 
 
-def _whs(modality):
+def _whs(modality, title, split):
+  """The recipe of one MM-WHS 2017 training set: <modality>_train/<modality>_train_NNNN_
+  {image,label}.nii.gz, read in place."""
+  folder = f"{modality}_train"
+
   def cases(root):
-    folder = f"{modality}_train"
     return downloads.shipped_listing(f"whs_{modality}.json", lambda name: {
         "image": downloads.path(root, folder, f"{name}_image.nii.gz"),
         "label": downloads.path(root, folder, f"{name}_label.nii.gz")})
-  return cases
+  return Recipe(
+      f"whs_{modality}", "https://zmiclab.github.io/zxh/0/mmwhs/",
+      f"the MM-WHS 2017 {title} training data ({folder}.zip: {folder}/)",
+      (Layout(f"MM-WHS {folder}", (f"{folder}/{folder}_*_image.nii.gz",
+                                   f"{folder}/{folder}_*_label.nii.gz"), cases),),
+      f"reads {folder}_NNNN_{{image,label}}.nii.gz in place (labels 205 ... 850, mapped by the "
+      f"task's label_map); {split} ({_SPLIT_NOTE})")
 
 
 def _brats21(root):
@@ -227,18 +236,8 @@ RECIPES = [
            (Layout("ATLAS 2023 training set", ("imagesTr/im*.nii.gz", "labelsTr/lb*.nii.gz"),
                    _atlas_mri),),
            f"reads imN.nii.gz / lbN.nii.gz in place; ATLAS-MRI.json 45 / 15 ({_SPLIT_NOTE})"),
-    Recipe("whs_mr", "https://zmiclab.github.io/zxh/0/mmwhs/",
-           "the MM-WHS 2017 MR training data (mr_train.zip: mr_train/)",
-           (Layout("MM-WHS mr_train", ("mr_train/mr_train_*_image.nii.gz",
-                                       "mr_train/mr_train_*_label.nii.gz"), _whs("mr")),),
-           "reads mr_train_NNNN_{image,label}.nii.gz in place (labels 205 ... 850, mapped by the "
-           f"task's label_map); MM-WHS-MRI.json 15 / 5 ({_SPLIT_NOTE})"),
-    Recipe("whs_ct", "https://zmiclab.github.io/zxh/0/mmwhs/",
-           "the MM-WHS 2017 CT training data (ct_train.zip: ct_train/)",
-           (Layout("MM-WHS ct_train", ("ct_train/ct_train_*_image.nii.gz",
-                                       "ct_train/ct_train_*_label.nii.gz"), _whs("ct")),),
-           "reads ct_train_NNNN_{image,label}.nii.gz in place (labels 205 ... 850, mapped by the "
-           f"task's label_map); WHS-CT dataset.json 16 / 4 ({_SPLIT_NOTE})"),
+    _whs("mr", "MR", "MM-WHS-MRI.json 15 / 5"),
+    _whs("ct", "CT", "WHS-CT dataset.json 16 / 4"),
     Recipe("brats21", "https://www.synapse.org/#!Synapse:syn25829067",
            "BraTS2021_Training_Data.tar (RSNA_ASNR_MICCAI_BraTS2021_TrainingData_16July2021/, "
            "with or without a TrainingData/ folder above the cases)",
