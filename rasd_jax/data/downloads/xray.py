@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 import pydicom
 
 from rasd_jax.data import downloads
+from rasd_jax.data import readers
 from rasd_jax.data.downloads import Convert, Layout, Recipe, one_fold, read_csv
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
@@ -98,7 +99,7 @@ def _xlsx_table(path, columns, sheet=0):
   """[(sheet row number, row dict)] of an .xlsx sheet below its header row: the first row
   holding every name in `columns` (a title may stand above it), else the first row; empty rows
   left out, cells stripped (see _read_csv)."""
-  with _malformed(path):
+  with readers.reading(path):
     table = _xlsx_rows(path, sheet)
   start = next((i for i, r in enumerate(table) if set(columns) <= {c.strip() for c in r}), 0)
   header = [h.strip() for h in table[start]] if table else []
@@ -111,21 +112,6 @@ def _xlsx_table(path, columns, sheet=0):
 def _read_xlsx(path, columns, sheet=0):
   """The rows of an .xlsx sheet below its header row, as dicts (see _xlsx_table)."""
   return [row for _, row in _xlsx_table(path, columns, sheet)]
-
-
-class _malformed:
-  """Any error parsing the list `path` becomes a ValueError naming it."""
-
-  def __init__(self, path):
-    self.path = path
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, kind, error, traceback):
-    if error is not None and not isinstance(error, FileNotFoundError):
-      raise ValueError(f"cannot read the list {self.path}: {type(error).__name__}: "
-                       f"{error}") from error
 
 
 # --- Small shared pieces -----------------------------------------------------------------------
