@@ -4,11 +4,16 @@
 
 Runs `python -m rasd_jax.bench` cases one after another, each in its own process, most
 informative first, and prints one JSON line per case as it ends (the bench's line plus
-`case` and `wall_s`; `error` and the stderr's last lines where the case failed). It stops
+`case`, `wall_s`, `commit` and `date`; `error` and the stderr's last lines where the case
+failed). Commit the lines under bench/results/ (one file per device run). It stops
 starting cases once less than a case's estimate is left of `--budget` seconds, so the whole
 check ends within the budget (a case still running at the end is stopped: `error`
 "timeout"). The cases:
 
+- our pre-training step against MONAI's network in PyTorch on the same card
+  (`step_vs_torch`, PyTorch with autocast in bfloat16), each with the top operations of
+  both profiles: SwinUNETR base 3D 128^3 batch 4 and the paper's 2D U-Net 512^2 batch 16,
+  bfloat16 first, then float32; then the same with torch.compile;
 - synthesis at 3D 128^3 (batch 4) and 2D 512^2 (batch 16), the defaults, and the same
   samples made on the accelerator and on the machine's CPU compared (`agreement`: the
   fraction of equal label voxels, the largest image difference);
@@ -27,9 +32,19 @@ import subprocess
 import sys
 import time
 
-# (name, bench arguments, seconds measured on an H200, compile included: SwinUNETR base
-# compiles in about 2 minutes there, so the whole list takes about 17 minutes)
+# (name, bench arguments, seconds on an H200, compile included: measured for the
+# `pretrain` cases (SwinUNETR base compiles in about 2 minutes there), estimated for the
+# `step_vs_torch` ones (ours plus PyTorch's eager step, or its torch.compile). The whole
+# list needs about 38 minutes; the first two cases fit one 10-minute device call.)
+_SWIN = "--ndim 3 --size 128 --model base --batch 4"
+_UNET = "--ndim 2 --size 512 --model unet_paper --batch 16 --num-labels 16"
 CASES = [
+    ("swin3d_bf16_vs_torch", f"step_vs_torch {_SWIN} --compute-dtype bfloat16 --profile 12 "
+                             "--no-torch-compile", 220),
+    ("unet2d_bf16_vs_torch", f"step_vs_torch {_UNET} --compute-dtype bfloat16 --profile 12 "
+                             "--no-torch-compile", 110),
+    ("swin3d_f32_vs_torch", f"step_vs_torch {_SWIN} --no-torch-compile", 200),
+    ("unet2d_f32_vs_torch", f"step_vs_torch {_UNET} --no-torch-compile", 100),
     ("agreement", "--ndim 3 --size 128 --batch 2", 25),
     ("synthesis3d", "synthesis --ndim 3 --size 128 --batch 4", 20),
     ("synthesis2d", "synthesis --ndim 2 --size 512 --batch 16", 20),
@@ -45,6 +60,8 @@ CASES = [
     ("swin3d_f32_remat", "pretrain --ndim 3 --size 128 --model base --batch 4 --remat", 160),
     ("swin3d_bf16_cudnn", "pretrain --ndim 3 --size 128 --model base --batch 4 "
                           "--compute-dtype bfloat16 --attention cudnn", 175),
+    ("unet2d_bf16_vs_torch_compile", f"step_vs_torch {_UNET} --compute-dtype bfloat16", 200),
+    ("swin3d_bf16_vs_torch_compile", f"step_vs_torch {_SWIN} --compute-dtype bfloat16", 400),
 ]
 
 # --quick: the same cases at sizes a 2-core CPU runs in seconds.
@@ -101,6 +118,19 @@ def _run(name, arguments, timeout):
   return dict(result, case=name, wall_s=round(time.perf_counter() - start, 1))
 
 
+def _stamp():
+  """The commit of this checkout (None outside git) and today's date, for bench/results."""
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+  except OSError:
+    commit = ""
+  return {"commit": commit or None, "date": time.strftime("%Y-%m-%d")}
+
+
+_STAMP = _stamp()
+
+
 def _tail(stderr):
   """The last lines of a failed case's stderr that say something (not JAX's banners)."""
   lines = [line for line in (stderr or "").splitlines()
@@ -132,7 +162,7 @@ def main(argv=None):
     need = 1 if args.quick else min(estimate, args.budget)
     result = (_run(name, arguments, left) if left >= need else
               {"case": name, "error": "skipped: budget", "budget_left_s": round(left, 1)})
-    line = json.dumps(result)
+    line = json.dumps(dict(result, **_STAMP))
     print(line, flush=True)
     if args.out:
       with open(args.out, "a") as f:

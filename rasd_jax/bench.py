@@ -4,12 +4,19 @@ python -m rasd_jax.bench synthesis --ndim 3 --size 128 --batch 4 [--repeats 5]
   [--set warp_stride=1 --set gibbs_prob=1.0 ...]   (any synthesis field)
 python -m rasd_jax.bench pretrain --ndim 3 --size 64 --model tiny --batch 2 [--repeats 5]
   [--num-labels 8] [--compute-dtype bfloat16] [--remat] [--attention cudnn] [--set ...]
+python -m rasd_jax.bench step_vs_torch --model tiny --ndim 3 --size 64 --batch 2
+  [--compute-dtype bfloat16] [--no-torch-compile] [...]   (the pretrain options)
+  our pre-training step and the same network built by MONAI in PyTorch, same batch, loss
+  and optimiser, on the same device (PyTorch in a subprocess that ends before JAX starts);
+python -m rasd_jax.bench torch_step ...   (that PyTorch side alone)
 """
 
 import argparse
 import ast
 import json
+import platform
 import resource
+import subprocess
 import sys
 import time
 
@@ -151,6 +158,7 @@ def _pretrain(args):
     jax.block_until_ready(metrics)
 
   _, step_s = _median_s(train, args.repeats)
+  top_ops = _profile(train, compiled.as_text(), args.profile) if args.profile else None
   generate = synthesis.make_generator(spec, mesh, args.batch)
   _, synthesis_s = _median_s(lambda s: jax.block_until_ready(generate(0, s)), args.repeats)
   kind = jax.devices()[0].device_kind
@@ -173,7 +181,222 @@ def _pretrain(args):
       "compiled_argument_mb": (round(memory.argument_size_in_bytes / 2**20, 1)
                                if memory else None),
       "repeats": args.repeats, "peak_rss_mb": _peak_rss_mb(),
+      **({"top_ops": top_ops} if top_ops else {}),
   }
+
+
+def _profile(fn, hlo_text, count, steps=3):
+  """The `count` operations that take the most time in `steps` calls of `fn` under
+  jax.profiler: [{op, ms_per_step, share, hlo}], `hlo` the start of the operation's line in
+  the compiled program. Time is summed over the accelerator's kernels where the trace has a
+  device plane, else over the CPU's XLA worker threads (so a CPU op split over two threads
+  counts twice); `share` is of that sum."""
+  import collections
+  import glob
+  import re
+  import tempfile
+
+  from jax.profiler import ProfileData
+
+  with tempfile.TemporaryDirectory() as folder:
+    jax.profiler.start_trace(folder)
+    for i in range(steps):
+      fn(i)
+    jax.profiler.stop_trace()
+    data = ProfileData.from_file(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)[0])
+  device = [p for p in data.planes if p.name.startswith("/device:")]
+  totals = collections.Counter()
+  for plane in device or [p for p in data.planes if p.name.startswith("/host:")]:
+    for line in plane.lines:
+      if line.name != "XLA Ops" if device else "XLAEigen" not in line.name:
+        continue
+      for event in line.events:
+        if not event.name.startswith(("ThunkExecutor", "SlinkyThreadPool")):
+          totals[event.name] += event.duration_ns
+  whole = sum(totals.values()) or 1
+  out = []
+  for name, ns in totals.most_common(count):
+    match = re.search(rf"%{re.escape(name)} = ([^\n]{{0,160}})", hlo_text)
+    out.append({"op": name, "ms_per_step": round(ns / steps / 1e6, 3),
+                "share": round(ns / whole, 4), "hlo": match.group(1) if match else None})
+  return out
+
+
+# The PyTorch side of `step_vs_torch`: MONAI's network (interop/monai.py names it), the
+# prototype loss written out in PyTorch on a random batch (labels uniform over num_labels),
+# AdamW with our default optimiser settings; bfloat16 under torch.autocast. Timed like ours:
+# the median of `repeats` steps after one untimed step (two for torch.compile).
+def _torch_step(args):
+  import torch
+  from torch.utils import flop_counter
+
+  from rasd_jax import models
+  from rasd_jax.interop import monai as monai_interop
+  from rasd_jax.training import optimizer
+  import monai.networks.nets
+
+  name = models.resolve(args.model)
+  class_name, arguments = monai_interop.monai_network(dict(
+      model=name, ndim=args.ndim, network="backbone", in_channels=1, out_channels=32))
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  torch.manual_seed(0)
+  network = getattr(monai.networks.nets, class_name)(**arguments).to(device)
+  optim = optimizer.get_config()
+  opt = torch.optim.AdamW(network.parameters(), lr=optim.lr, betas=(optim.b1, optim.b2),
+                          eps=optim.eps, weight_decay=optim.weight_decay)
+  shape = (args.batch,) + (args.size,) * args.ndim
+  image = torch.randn((args.batch, 1) + shape[1:], device=device)
+  labels = torch.randint(0, args.num_labels, shape, device=device)
+  eye = torch.eye(args.num_labels, device=device)
+  autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=args.compute_dtype == "bfloat16")
+
+  def loss_fn(features, temperature=0.07, eps=1e-6):
+    f = features.float().flatten(2)                                   # (B, C, V)
+    y = torch.nn.functional.one_hot(labels.flatten(1), args.num_labels).float()  # (B, V, K)
+    p = torch.einsum("bvk,bcv->bkc", y, f) / y.sum(1).clamp(min=1)[..., None]
+    seg = torch.einsum("bkc,bcv->bvk", p, f) / temperature
+    seg = -(y * torch.log(torch.softmax(seg, -1) + eps)).mean()
+    proto = torch.einsum("bic,bjc->bij", p, p) / temperature
+    return seg - (eye * torch.log(torch.softmax(proto, -1) + eps)).mean()
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+      features = network(image)
+    loss = loss_fn(features)
+    loss.backward()
+    opt.step()
+    return loss
+
+  def timed(fn, warmup):
+    for _ in range(warmup):
+      fn()
+    times = []
+    for _ in range(args.repeats):
+      if device.type == "cuda":
+        torch.cuda.synchronize()
+      start = time.perf_counter()
+      fn()
+      if device.type == "cuda":
+        torch.cuda.synchronize()
+      times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+  with flop_counter.FlopCounterMode(display=False) as counter:
+    step()
+  result = {
+      "torch_step_s": round(timed(step, 1), 4),
+      "model_flops": float(counter.get_total_flops()),
+      "torch_device": (torch.cuda.get_device_name() if device.type == "cuda"
+                       else platform.processor() or "cpu"),
+      "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+      "monai": monai.__version__, "monai_network": class_name,
+  }
+  if args.profile:
+    result["torch_top_ops"] = _torch_profile(step, device, args.profile)
+  if args.torch_compile:
+    try:
+      step = torch.compile(step)
+      start = time.perf_counter()
+      step()
+      result["torch_compile_compile_s"] = round(time.perf_counter() - start, 3)
+      result["torch_compile_step_s"] = round(timed(step, 1), 4)
+    except Exception as e:  # noqa: BLE001 -- reported, as torch.compile fails on some setups
+      result["torch_compile_error"] = f"{type(e).__name__}: {str(e)[:300]}"
+  return result
+
+
+def _torch_profile(step, device, count, steps=3):
+  """`_profile`'s summary of PyTorch's eager step (torch.profiler): time on the GPU's
+  kernels where there is one, else on the CPU, by operator, self time."""
+  from torch import profiler
+  import torch
+
+  cuda = device.type == "cuda"
+  activities = [profiler.ProfilerActivity.CPU] + ([profiler.ProfilerActivity.CUDA]
+                                                  if cuda else [])
+  with profiler.profile(activities=activities) as trace:
+    for _ in range(steps):
+      step()
+    if cuda:
+      torch.cuda.synchronize()
+  key = "self_device_time_total" if cuda else "self_cpu_time_total"
+  events = trace.key_averages()
+  whole = sum(getattr(e, key) for e in events) or 1
+  top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:count]
+  return [{"op": e.key, "ms_per_step": round(getattr(e, key) / steps / 1e3, 3),
+           "share": round(getattr(e, key) / whole, 4)} for e in top]
+
+
+def _step_vs_torch(args):
+  """Both steps on the same device: PyTorch first, in a subprocess that ends before this
+  process starts JAX (so neither holds the other's accelerator memory)."""
+  command = [sys.executable, "-m", "rasd_jax.bench", "torch_step"] + _step_argv(args)
+  out = subprocess.run(command, capture_output=True, text=True)
+  if out.returncode:
+    raise SystemExit(f"error: the PyTorch side failed ({' '.join(command[1:])}):\n"
+                     f"{out.stderr[-3000:]}")
+  theirs = json.loads(out.stdout.strip().splitlines()[-1])
+  ours = _pretrain(args)
+  model_flops = theirs["model_flops"]
+  peak = ours["peak_flops"]
+  result = {
+      "bench": "step_vs_torch", "model": ours["model"], "ndim": args.ndim,
+      "size": args.size, "batch": args.batch, "num_labels": args.num_labels,
+      "compute_dtype": args.compute_dtype, "ours_step_s": ours["step_s"],
+      "torch_step_s": theirs["torch_step_s"],
+      "speedup": round(theirs["torch_step_s"] / ours["step_s"], 3),
+      "model_flops": model_flops, "ours_program_flops": ours["flops"],
+      "ours_model_flops_per_s": round(model_flops / ours["step_s"], 1),
+      "torch_model_flops_per_s": round(model_flops / theirs["torch_step_s"], 1),
+      "ours_mfu": round(model_flops / ours["step_s"] / peak, 4) if peak else None,
+      "torch_mfu": round(model_flops / theirs["torch_step_s"] / peak, 4) if peak else None,
+      "synthesis_fraction": ours["synthesis_fraction"], "ours_compile_s": ours["compile_s"],
+      **({"top_ops": ours["top_ops"]} if "top_ops" in ours else {}),
+      "device_kind": ours["device_kind"], "devices": ours["devices"],
+      "jax": jax.__version__, "python": platform.python_version(),
+  }
+  if "torch_compile_step_s" in theirs:
+    result["speedup_vs_torch_compile"] = round(
+        theirs["torch_compile_step_s"] / ours["step_s"], 3)
+  result.update({k: v for k, v in theirs.items() if k not in result})
+  return result
+
+
+def _step_argv(args):
+  """The command-line arguments that make `args` (the pretrain options) again."""
+  argv = ["--model", args.model, "--ndim", str(args.ndim), "--size", str(args.size),
+          "--batch", str(args.batch), "--num-labels", str(args.num_labels),
+          "--compute-dtype", args.compute_dtype, "--repeats", str(args.repeats),
+          "--attention", args.attention]
+  argv += ["--remat"] if args.remat else []
+  argv += [f"--profile={args.profile}"]
+  argv += ["--torch-compile" if args.torch_compile else "--no-torch-compile"]
+  return argv + [f"--set={item}" for item in args.set]
+
+
+def _step_options(p, torch_compile):
+  """The options of a training-step bench (`pretrain`, `step_vs_torch`, `torch_step`)."""
+  p.add_argument("--ndim", type=int, default=3, choices=(2, 3))
+  p.add_argument("--size", type=int, default=64)
+  p.add_argument("--model", default="tiny",
+                 help="a rasd_jax.models name; tiny ... huge mean swinunetr_<size>")
+  p.add_argument("--batch", type=int, default=2)
+  p.add_argument("--num-labels", "--num_labels", type=int, default=8)
+  p.add_argument("--compute-dtype", "--compute_dtype", default="float32",
+                 choices=("float32", "bfloat16"))
+  p.add_argument("--remat", action="store_true", help="recompute each Swin block (SwinUNETR)")
+  p.add_argument("--attention", default="einsum", help="SwinUNETR: einsum, xla or cudnn")
+  p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="override a synthesis field")
+  p.add_argument("--profile", type=int, default=0, metavar="N",
+                 help="add `top_ops`: the N operations that take the most time (jax.profiler)")
+  if torch_compile:
+    p.add_argument("--torch-compile", "--torch_compile", default=True,
+                   action=argparse.BooleanOptionalAction,
+                   help="also time the PyTorch step under torch.compile")
 
 
 def main(argv=None):
@@ -186,23 +409,18 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=5, help="timed batches (median)")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="override a synthesis field")
-  p = sub.add_parser("pretrain", help="pre-training step time and the synthesis share")
-  p.add_argument("--ndim", type=int, default=3, choices=(2, 3))
-  p.add_argument("--size", type=int, default=64)
-  p.add_argument("--model", default="tiny",
-                 help="a rasd_jax.models name; tiny ... huge mean swinunetr_<size>")
-  p.add_argument("--batch", type=int, default=2)
-  p.add_argument("--num-labels", type=int, default=8)
-  p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"))
-  p.add_argument("--remat", action="store_true", help="recompute each Swin block (SwinUNETR)")
-  p.add_argument("--attention", default="einsum", help="SwinUNETR: einsum, xla or cudnn")
-  p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="override a synthesis field")
+  _step_options(sub.add_parser("pretrain", help="pre-training step time and the synthesis "
+                                "share"), torch_compile=False)
+  _step_options(sub.add_parser("step_vs_torch", help="our pre-training step against MONAI's "
+                               "network in PyTorch"), torch_compile=True)
+  _step_options(sub.add_parser("torch_step", help="the PyTorch side of step_vs_torch"),
+                torch_compile=True)
   args = parser.parse_args(argv)
   if args.repeats < 5:
     parser.error("--repeats must be at least 5")
-  print(json.dumps({"synthesis": _synthesis, "pretrain": _pretrain}[args.bench](args)))
+  benches = {"synthesis": _synthesis, "pretrain": _pretrain, "step_vs_torch": _step_vs_torch,
+             "torch_step": _torch_step}
+  print(json.dumps(benches[args.bench](args)))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,29 @@ def test_pretrain_bench_reports_flops_and_no_mfu_on_cpu():
   assert figures["remat"] is False and figures["attention"] == "einsum"
 
 
+def test_step_vs_torch_times_both_steps_of_one_network():
+  """Our step and MONAI's UNet in PyTorch, same network, batch and loss: figures that agree
+  with each other, and PyTorch's FLOP count within the range of XLA's count of our program
+  (ours adds the generator, the elementwise operations and the polyphase zero taps)."""
+  result = subprocess.run(
+      [sys.executable, "-m", "rasd_jax.bench", "step_vs_torch", "--ndim", "2", "--size", "32",
+       "--model", "unet_tiny", "--batch", "2", "--no-torch-compile"],
+      cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 1
+  figures = json.loads(lines[0])
+  assert figures["monai_network"] == "UNet" and figures["torch_device"] != ""
+  assert figures["ours_step_s"] > 0 and figures["torch_step_s"] > 0
+  assert abs(figures["speedup"] * figures["ours_step_s"] / figures["torch_step_s"] - 1) < 0.01
+  assert figures["model_flops"] < figures["ours_program_flops"] < 3 * figures["model_flops"]
+  assert abs(figures["ours_model_flops_per_s"] * figures["ours_step_s"]
+             / figures["model_flops"] - 1) < 0.01
+  assert figures["ours_mfu"] is None and figures["torch_mfu"] is None  # no CPU peak
+  assert "torch_compile_step_s" not in figures and "speedup_vs_torch_compile" not in figures
+  for key in ("jax", "torch", "monai", "device_kind", "torch_threads", "synthesis_fraction"):
+    assert key in figures
+
+
 def test_peak_table_matches_device_kinds():
   from rasd_jax import bench
   assert bench.peak_flops("NVIDIA H200", "bfloat16") == 989e12

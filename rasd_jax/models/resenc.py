@@ -43,6 +43,8 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from rasd_jax.models import layers
+
 EPS = 1e-5  # nnU-Net's norm_op_kwargs
 SLOPE = 0.01  # torch.nn.LeakyReLU's default negative slope
 _HE = nnx.initializers.variance_scaling(2.0 / (1 + SLOPE ** 2), "fan_in", "normal")
@@ -100,7 +102,7 @@ def _conv(ndim, cin, cout, kernel, stride=1, *, bias, rngs):
   """PyTorch's ConvNd(padding=(k - 1) // 2): 'same' at stride 1, size / stride when strided."""
   kernel = (kernel,) * ndim if isinstance(kernel, int) else tuple(kernel)
   stride = (stride,) * ndim if isinstance(stride, int) else tuple(stride)
-  return nnx.Conv(cin, cout, kernel, strides=stride,
+  return layers.Conv(cin, cout, kernel, strides=stride,
                   padding=[((k - 1) // 2, (k - 1) // 2) for k in kernel], use_bias=bias,
                   kernel_init=_HE, rngs=rngs)
 
@@ -216,8 +218,9 @@ class UNetDecoder(nnx.Module):
     self.transpconvs, self.stages, self.seg_layers = nnx.List(), nnx.List(), nnx.List()
     for s in range(1, arch["n_stages"]):
       below, skip = features[-s], features[-(s + 1)]
-      self.transpconvs.append(nnx.ConvTranspose(
-          below, skip, strides[-s], strides=strides[-s], padding="VALID",
+      self.transpconvs.append(layers.ConvTranspose(
+          below, skip, strides[-s], strides=strides[-s],
+          padding=layers.conv_transpose_valid_padding(strides[-s], strides[-s]),
           transpose_kernel=True, kernel_init=_HE, rngs=rngs))
       self.stages.append(StackedConvBlocks(ndim, arch["n_conv_per_stage_decoder"][s - 1],
                                            2 * skip, skip, arch["kernel_sizes"][-(s + 1)],

@@ -19,6 +19,8 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from rasd_jax.models import layers
+
 KERNEL = 3
 
 
@@ -41,11 +43,11 @@ class Convolution(nnx.Module):
       # PyTorch's ConvTranspose(padding=p, output_padding=s - 1) is a convolution of the
       # s-dilated input padded by (k - 1 - p, k - 1 - p + s - 1), its kernel flipped.
       low = KERNEL - 1 - KERNEL // 2
-      self.conv = nnx.ConvTranspose(cin, cout, (KERNEL,) * ndim, strides=(strides,) * ndim,
+      self.conv = layers.ConvTranspose(cin, cout, (KERNEL,) * ndim, strides=(strides,) * ndim,
                                     padding=[(low, low + strides - 1)] * ndim,
                                     transpose_kernel=True, rngs=rngs)
     else:
-      self.conv = nnx.Conv(cin, cout, (KERNEL,) * ndim, strides=(strides,) * ndim,
+      self.conv = layers.Conv(cin, cout, (KERNEL,) * ndim, strides=(strides,) * ndim,
                            padding=[(KERNEL // 2, KERNEL // 2)] * ndim, rngs=rngs)
     self.adn = None if conv_only else Norm(cout, rngs=rngs)
 
@@ -79,7 +81,7 @@ class ResidualUnit(nnx.Module):
         for i in range(subunits)])
     kernel = KERNEL if strides != 1 else 1
     self.residual = (
-        nnx.Conv(cin, cout, (kernel,) * ndim, strides=(strides,) * ndim,
+        layers.Conv(cin, cout, (kernel,) * ndim, strides=(strides,) * ndim,
                  padding=[(kernel // 2, kernel // 2)] * ndim, rngs=rngs)
         if strides != 1 or cin != cout else None)
 
