@@ -195,6 +195,7 @@ def shifted_window_regions(padded, window, shift):
 # or jax.nn.dot_product_attention with implementation "xla" or "cudnn" (NVIDIA GPUs, a
 # fused kernel; bfloat16/float16 only). All three compute the same function.
 ATTENTION = ("einsum", "xla", "cudnn")
+_TOKEN_MULTIPLE = 8
 
 
 @jax.custom_vjp
@@ -256,9 +257,15 @@ class WindowAttention(nnx.Module):
       logits = logits if mask is None else logits + mask
       out = jnp.einsum("bwhqk,bwkhd->bwqhd", jax.nn.softmax(logits, axis=-1), v)
     else:  # windows as the batch of each sample
-      bias = bias[None] if mask is None else bias + mask
+      bias = bias[None] if mask is None else bias + mask  # (1 or windows, heads, n, n)
+      # The tokens padded to a multiple of 8 (cuDNN's fused kernel trains with a bias only
+      # on even lengths; a 7^3 window has 343): padded keys masked out, padded queries cut.
+      extra = -n % _TOKEN_MULTIPLE
+      q, k, v = (jnp.pad(t, [(0, 0), (0, 0), (0, extra), (0, 0), (0, 0)]) for t in (q, k, v))
+      bias = jnp.pad(bias, [(0, 0), (0, 0), (0, extra), (0, 0)])
+      bias = jnp.pad(bias, [(0, 0), (0, 0), (0, 0), (0, extra)], constant_values=-1e9)
       out = jax.vmap(lambda q, k, v: jax.nn.dot_product_attention(
-          q, k, v, bias=bias, scale=scale, implementation=self.attention))(q, k, v)
+          q, k, v, bias=bias, scale=scale, implementation=self.attention))(q, k, v)[:, :, :n]
     return self.proj(out.reshape(b, nw, n, c))
 
 
