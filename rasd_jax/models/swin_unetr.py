@@ -42,14 +42,20 @@ from rasd_jax.models import layers
 _EPS = 1e-5
 
 
+def _standardize(x, axis):
+  """jax.nn.standardize in float32, returned in x's dtype: its variance is E[x^2] - E[x]^2,
+  which in bfloat16 cancels to nothing where the mean is large against the spread."""
+  return jax.nn.standardize(x.astype(jnp.float32), axis=axis, epsilon=_EPS).astype(x.dtype)
+
+
 def _plain_layer_norm(x):
   """Layer norm over channels without scale or bias (MONAI's `proj_out`)."""
-  return jax.nn.standardize(x, axis=-1, epsilon=_EPS)
+  return _standardize(x, -1)
 
 
 def _instance_norm(x):
   """Per sample and channel over space, no affine (MONAI's "instance")."""
-  return jax.nn.standardize(x, axis=tuple(range(1, x.ndim - 1)), epsilon=_EPS)
+  return _standardize(x, tuple(range(1, x.ndim - 1)))
 
 
 def _layer_norm(dim, rngs):

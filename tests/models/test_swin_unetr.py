@@ -140,3 +140,15 @@ def test_options_reach_swinunetr_only():
   with pytest.raises(ValueError, match="attention = 'flash'"):
     nnx.eval_shape(lambda: models.create("swinunetr_tiny", 2, attention="flash",
                                          rngs=nnx.Rngs(0)))
+
+
+def test_norms_compute_their_statistics_in_float32():
+  """bfloat16 activations whose mean is large against their spread: the instance and layer
+  norms give what float32 gives (to bfloat16's precision), not E[x^2] - E[x]^2 cancelled."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 8, 4)) * 0.1 + 10.0
+  low = x.astype(jnp.bfloat16)
+  for norm in (swin_unetr._instance_norm, swin_unetr._plain_layer_norm):
+    expected = norm(low.astype(jnp.float32))
+    got = norm(low)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(got, np.float32), expected, rtol=0, atol=0.05)
