@@ -9,7 +9,7 @@ space-to-depth and depth-to-space reshapes, so that forward and backward passes 
 convolutions:
 
 - a stride-`s` convolution reads the input's `s^d` phases (`x[s*j + b]`) as channels and
-  applies a kernel of `ceil`-ish `k/s` taps per axis to them;
+  applies a kernel of about `k/s` taps per axis to them;
 - a stride-`s` transposed convolution computes its `s^d` output phases (`y[s*m + a]`) as
   the channels of one convolution of the undilated input, then interleaves them.
 
@@ -195,4 +195,3 @@ def conv_transpose_valid_padding(kernel_size, strides):
   """Explicit padding of `padding="VALID"` in `nnx.ConvTranspose` (lax.conv_transpose's):
   (k - 1, s - 1 + max(k - s, 0)) per axis."""
   return [(k - 1, s - 1 + max(k - s, 0)) for k, s in zip(kernel_size, strides)]
-

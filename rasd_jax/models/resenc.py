@@ -103,8 +103,8 @@ def _conv(ndim, cin, cout, kernel, stride=1, *, bias, rngs):
   kernel = (kernel,) * ndim if isinstance(kernel, int) else tuple(kernel)
   stride = (stride,) * ndim if isinstance(stride, int) else tuple(stride)
   return layers.Conv(cin, cout, kernel, strides=stride,
-                  padding=[((k - 1) // 2, (k - 1) // 2) for k in kernel], use_bias=bias,
-                  kernel_init=_HE, rngs=rngs)
+                     padding=[((k - 1) // 2, (k - 1) // 2) for k in kernel], use_bias=bias,
+                     kernel_init=_HE, rngs=rngs)
 
 
 class InstanceNorm(nnx.Module):

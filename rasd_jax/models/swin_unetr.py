@@ -77,8 +77,8 @@ class Convolution(nnx.Module):
           use_bias=bias, transpose_kernel=True, rngs=rngs)
     else:
       self.conv = layers.Conv(cin, cout, (kernel,) * ndim, strides=(strides,) * ndim,
-                           padding=[(kernel // 2, kernel // 2)] * ndim, use_bias=bias,
-                           rngs=rngs)
+                              padding=[(kernel // 2, kernel // 2)] * ndim, use_bias=bias,
+                              rngs=rngs)
 
   def __call__(self, x):
     return self.conv(x)

@@ -44,11 +44,11 @@ class Convolution(nnx.Module):
       # s-dilated input padded by (k - 1 - p, k - 1 - p + s - 1), its kernel flipped.
       low = KERNEL - 1 - KERNEL // 2
       self.conv = layers.ConvTranspose(cin, cout, (KERNEL,) * ndim, strides=(strides,) * ndim,
-                                    padding=[(low, low + strides - 1)] * ndim,
-                                    transpose_kernel=True, rngs=rngs)
+                                       padding=[(low, low + strides - 1)] * ndim,
+                                       transpose_kernel=True, rngs=rngs)
     else:
       self.conv = layers.Conv(cin, cout, (KERNEL,) * ndim, strides=(strides,) * ndim,
-                           padding=[(KERNEL // 2, KERNEL // 2)] * ndim, rngs=rngs)
+                              padding=[(KERNEL // 2, KERNEL // 2)] * ndim, rngs=rngs)
     self.adn = None if conv_only else Norm(cout, rngs=rngs)
 
   def __call__(self, x):
@@ -82,7 +82,7 @@ class ResidualUnit(nnx.Module):
     kernel = KERNEL if strides != 1 else 1
     self.residual = (
         layers.Conv(cin, cout, (kernel,) * ndim, strides=(strides,) * ndim,
-                 padding=[(kernel // 2, kernel // 2)] * ndim, rngs=rngs)
+                    padding=[(kernel // 2, kernel // 2)] * ndim, rngs=rngs)
         if strides != 1 or cin != cout else None)
 
   def __call__(self, x):
