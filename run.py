@@ -1,5 +1,7 @@
 """Entry point: python run.py --config=experiments/<job>.py[:args] --workdir=DIR."""
 
+import functools
+import logging as std_logging
 import os
 import re
 import sys
@@ -10,6 +12,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from rasd_jax import jobs
+from rasd_jax.training import loop
 from rasd_jax.training import mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.", lock_config=True)
@@ -82,16 +85,45 @@ def main(argv):
   del argv  # checked by _parse_flags
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
     logging.set_verbosity(logging.WARNING)
+  # Orbax logs a failed save, with its traceback, from each thread it passes through, and
+  # asyncio each of the save's writes that failed with it; the error itself reaches the job,
+  # which reports it in one line.
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno < std_logging.ERROR
+      or ("/orbax/" not in record.pathname and record.name != "asyncio"))
+  # And tensorstore completes the save's other writes on the event loop Orbax has closed: a
+  # traceback each, from callbacks that cannot raise.
+  sys.unraisablehook = functools.partial(_unless_loop_closed, sys.unraisablehook)
   config = _CONFIG.value
   for variable, flag in _LAUNCH.items():
     if flag.value is not None:
       os.environ[variable] = str(flag.value)
   try:
     mesh.initialize_distributed()
-    jobs.get(config.job)(config, _WORKDIR.value)
+    jobs.run(config, _WORKDIR.value)
   # Bad config or input (a missing file), or a diverged run: the message says what and where.
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
+  # A full disk, a permission, ...: the system's reason and the path.
+  except OSError as e:
+    sys.exit(f"error: {_os_error(e)}")
+  # Saved and stopped: non-zero, as a process killed by the signal, so that `a && b` stops
+  # and a scheduler requeues the job.
+  except loop.Stopped as e:
+    sys.exit(128 + e.signum)
+
+
+def _unless_loop_closed(hook, unraisable):
+  if not (isinstance(unraisable.exc_value, RuntimeError)
+          and str(unraisable.exc_value) == "Event loop is closed"):
+    hook(unraisable)
+
+
+def _os_error(e):
+  """'No space left on device: /path' from an OSError (or the first line of its message)."""
+  if e.strerror:
+    return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+  return _one_line(e)
 
 
 if __name__ == "__main__":

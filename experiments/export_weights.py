@@ -21,4 +21,7 @@ def get_config(arg=None):
   config.job = "export_weights"
   config.format = arg.format
   config.source = ""  # the workdir whose weights are exported
+  # --workdir must be new, empty or an export of ours; True: any folder, whose files of the
+  # names the export writes (config.json, card.json, README.md, the weights) are replaced.
+  config.overwrite = False
   return config

@@ -239,7 +239,7 @@ def _custom(source, image_column, label_column, num_classes):
 def custom_task(data_dir, roi):
   """The tasks.Task of the user's data prepared in `data_dir` (task=custom), with `roi`."""
   read_summary(data_dir)  # a folder that was not prepared: the error says how to prepare it
-  made = json.loads((epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST).read_text())
+  made = _read_manifest(data_dir)
   if "custom" not in made:
     raise ValueError(f"{data_dir} was prepared for task {made['task']!r}, not task=custom")
   task = made["custom"]
@@ -383,7 +383,13 @@ def read_summary(data_dir):
         f"{data_dir} is not a prepared data folder (no {SUMMARY}): prepare the download "
         "first with python run.py --config=experiments/prepare.py:task=NAME "
         f"--config.source=DOWNLOAD --workdir={data_dir}")
-  return json.loads(path.read_text())
+  return readers.read_json_object(path, "the summary of the prepared data")
+
+
+def _read_manifest(data_dir):
+  """DATA/cases.json of the prepared folder `data_dir`."""
+  return readers.read_json_object(epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST,
+                                  "the manifest of the prepared data")
 
 
 def load_splits(task, data_dir, fold=0):
@@ -399,7 +405,7 @@ def load_splits(task, data_dir, fold=0):
   if not 0 <= fold < task.folds:
     has = f"{task.folds} folds (0-{task.folds - 1})" if task.folds > 1 else "no folds (only 0)"
     raise ValueError(f"fold {fold} of task {task.name!r}: it has {has}")
-  manifest = json.loads((epath.Path(workdir_lib.absolute(data_dir)) / MANIFEST).read_text())
+  manifest = _read_manifest(data_dir)
   lists = splits_of(manifest["cases"], manifest["folds"], fold)
   gone = [f for entries in lists.values() for e in entries or ()
           for f in files_of(e) if not epath.Path(f).exists()]

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -42,6 +43,8 @@ PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 READABLE_SUFFIXES = PILLOW_SUFFIXES + DICOM_SUFFIXES + (".nii", ".nii.gz", ".npy")
 _LISTED = 5  # how many offending paths an error message shows
+_JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
 
 ClassificationData = collections.namedtuple("ClassificationData",
                                             ["entries", "classes", "class_to_index"])
@@ -79,6 +82,22 @@ def _entry_paths(entry):
   return _as_list(entry["image"]) + ([entry["label"]] if entry.get("label") is not None else [])
 
 
+def read_json_object(path, what, expected="an object {...}"):
+  """The JSON object (a dict) in the user's file `path`, local or on cloud storage, called
+  `what` in errors: FileNotFoundError when it does not exist, ValueError naming it when it is
+  not JSON or holds another value than `expected` (a list, a string, ...)."""
+  try:
+    data = json.loads(epath.Path(path).read_text(encoding="utf-8"))
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{what} {path} does not exist") from None
+  except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    raise ValueError(f"cannot parse {what} {path}: {e}") from e
+  if not isinstance(data, dict):
+    kind = _JSON_TYPES.get(type(data), type(data).__name__)
+    raise ValueError(f"{what} {path} holds a JSON {kind}, expected {expected}")
+  return data
+
+
 # --- Segmentation lists -------------------------------------------------------------------------
 
 
@@ -91,15 +110,7 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
   unchanged. With `check_files`, every listed file must exist.
   """
   json_path = workdir_lib.absolute(json_path)
-  try:
-    data = json.loads(epath.Path(json_path).read_text())
-  except FileNotFoundError:
-    raise FileNotFoundError(f"dataset json {json_path} does not exist") from None
-  except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-    raise ValueError(f"cannot parse dataset json {json_path}: {e}") from e
-  if not isinstance(data, dict):
-    raise ValueError(f"dataset json {json_path} holds a {type(data).__name__}, expected an "
-                     "object with lists such as 'training'")
+  data = read_json_object(json_path, "dataset json", "an object with lists such as 'training'")
   if not isinstance(data.get(section), list):
     sections = sorted(k for k, v in data.items() if isinstance(v, list))
     raise ValueError(f"dataset json {json_path} has no list {section!r}; its lists are {sections}")
@@ -130,19 +141,28 @@ def load_decathlon(json_path, section="training", base_dir=None, check_files=Tru
 
 
 @contextlib.contextmanager
-def reading(path):
-  """Any exception of the library reading `path` becomes a ValueError naming it."""
+def reading(path, shape=None, dtype=None):
+  """Any exception of the library reading `path` becomes a ValueError naming it; running out
+  of memory says how much the array needs (NumPy's message, or the `shape` of `dtype` that
+  the file's header declares)."""
   try:
     yield
+  except MemoryError as e:
+    need = str(e) or "its array does not fit"  # NumPy's says the shape and size
+    if shape is not None:
+      size = math.prod(shape) * np.dtype(dtype).itemsize
+      need = f"its header declares a {shape} array of {np.dtype(dtype)}, {size / 2**30:,.1f} GiB"
+    raise ValueError(f"not enough memory to read {path}: {need}") from None
   except Exception as e:
     raise ValueError(f"cannot read {path} (unreadable or corrupt): {type(e).__name__}: {e}") from e
 
 
 def _load_nifti(path):
   with reading(path):
-    image = nib.load(path)
-    data = np.asanyarray(image.dataobj)  # applies scl_slope / scl_inter
+    image = nib.load(path)  # the header: the voxels are read below
     affine = image.affine
+  with reading(path, image.shape, image.get_data_dtype()):
+    data = np.asanyarray(image.dataobj)  # applies scl_slope / scl_inter
   if data.ndim not in (2, 3, 4):
     raise ValueError(f"{path} has {data.ndim} dimensions, expected 2, 3 or 4")
   # A 4D NIfTI (MSD BraTS) stores the modalities on its last axis.
@@ -315,7 +335,8 @@ def _read_label(path, num_classes):
   if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
     if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
       raise ValueError(f"label {path} holds non-integer or NaN/Inf values")
-  label = data.astype(np.int32)
+  with reading(path):  # NumPy's MemoryError names no file
+    label = data.astype(np.int32)
   if num_classes is not None:
     bad = np.unique(label[(label < 0) | (label >= num_classes)])
     if bad.size:
@@ -324,8 +345,28 @@ def _read_label(path, num_classes):
   return label, affine
 
 
-def _check_same_grid(reference, path, shape, affine, affine_atol):
+def _format(path):
+  """(name, placed) of the readable file or folder `path`, as `_load` tells them apart: a
+  DICOM series folder and a NIfTI file are placed in the world by their affine, the other
+  formats are grids of pixels."""
+  lower = os.fspath(path).lower()
+  if epath.Path(path).is_dir():
+    return "DICOM series", True
+  if lower.endswith((".nii", ".nii.gz")):
+    return "NIfTI", True
+  return ("DICOM" if lower.endswith(DICOM_SUFFIXES) else lower.rsplit(".", 1)[1].upper()), False
+
+
+def _check_same_grid(reference, what, path, shape, affine, affine_atol):
+  """The file `path` (the `what`: image or label) lies on the grid of the image `reference`
+  (path, spatial shape, affine): same kind of file, shape and affine."""
   ref_path, ref_shape, ref_affine = reference
+  (name, placed), (ref_name, ref_placed) = _format(path), _format(ref_path)
+  if placed != ref_placed:
+    raise ValueError(f"image {ref_path} ({ref_name}) and {what} {path} ({name}) are different "
+                     "formats: a case's image and label files must be the same kind, all placed "
+                     "in the world by an affine (NIfTI, DICOM series) or all pixel grids (PNG, "
+                     "JPEG, TIFF, BMP, GIF, .npy, a DICOM file)")
   if shape != ref_shape:
     raise ValueError(f"{path} has spatial shape {shape} but {ref_path} has {ref_shape}")
   if affine.shape != ref_affine.shape or not np.allclose(affine, ref_affine, rtol=0,
@@ -348,20 +389,21 @@ def read_case(entry, num_classes=None, affine_atol=1e-3):
   arrays, reference = [], None
   for path in _as_list(entry["image"]):
     data, affine = _load(path, as_label=False)
-    data = data.astype(np.float32, copy=False)
+    with reading(path):  # NumPy's MemoryError names no file
+      data = data.astype(np.float32, copy=False)
     bad = np.size(data) - np.count_nonzero(np.isfinite(data))
     if bad:
       raise ValueError(f"image {path} has {bad} NaN/Inf voxels")
     if reference is None:
       reference = (path, data.shape[1:], affine)
     else:
-      _check_same_grid(reference, path, data.shape[1:], affine, affine_atol)
+      _check_same_grid(reference, "image", path, data.shape[1:], affine, affine_atol)
     arrays.append(data)
   image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
   label = None
   if entry.get("label") is not None:
     label, affine = _read_label(entry["label"], num_classes)
-    _check_same_grid(reference, entry["label"], label.shape, affine, affine_atol)
+    _check_same_grid(reference, "label", entry["label"], label.shape, affine, affine_atol)
   return image, label, reference[2]
 
 

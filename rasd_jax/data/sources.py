@@ -5,10 +5,8 @@ Registry tasks list their cases with tasks.load_splits; both kinds then go throu
 splits.make_splits and `prepare_cases`.
 """
 
-import json
 import warnings
 
-from etils import epath
 import grain
 
 from rasd_jax.data import pipeline
@@ -49,8 +47,8 @@ def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
   (classification; several comma-separated label columns: multi-label) or folders (one per
   class). modality: what a dataset.json declares (`declared_modality`), else "unknown"."""
   if json_path:
-    listed = json.loads(epath.Path(json_path).read_text())
     lists = {"train": readers.load_decathlon(json_path, "training")}
+    listed = readers.read_json_object(json_path, "dataset json")
     for key, name in (("val", "validation"), ("test", "test")):
       has = isinstance(listed.get(name), list)
       lists[key] = readers.load_decathlon(json_path, name) if has else None

@@ -7,8 +7,11 @@ of the same tensors). format "nnunet": a ResEnc U-Net as nnU-Net v2's pre-traine
 (interop/nnunet.py; needs PyTorch). Both: OUT/card.json (network, constructor arguments,
 provenance: source workdir and step, its pre-training settings, the code version) and
 OUT/README.md (the same for people, and how to load it). The network is checked and
-converted before OUT is touched. OUT and the source may be on cloud storage (gs://...): each
-file is written whole through workdir.write_file.
+converted before OUT is touched. OUT must be new, empty or an earlier export of the same
+config: a folder holding anything else (a model repository's clone) is refused unless
+`overwrite=True`, which writes into it and replaces its files of those names. OUT and the
+source may be on cloud storage (gs://...): each file is written whole through
+workdir.write_file.
 """
 
 import importlib.metadata
@@ -182,7 +185,7 @@ def run(config, workdir):
   spec = weights.read_spec(config.source)
   info, loading, write = (_monai if config.format == "monai" else _nnunet)(config, spec)
 
-  workdir_lib.prepare(workdir, config)
+  workdir_lib.prepare(workdir, config, replace=config.overwrite)
   workdir_lib.write_json(os.path.join(workdir, "card.json"), info)
   if jax.process_index() == 0:
     written = write(workdir)

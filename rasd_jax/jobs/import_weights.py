@@ -3,16 +3,18 @@
 'rest'}, Orbax) and W/import.txt (the file, what it holds, what loaded, what did not).
 
 The file is read (interop.files: no PyTorch, nothing in it is run) and matched against the
-network before the workdir is touched: a bad file, or a checkpoint of another network,
-dimensionality or size, is one line and W stays as it was. The file and W may be on cloud
-storage (gs://...; the file is read through etils.epath).
+network before the workdir is touched: a bad file, weights holding NaN or Inf, or a checkpoint
+of another network, dimensionality or size, is one line and W stays as it was. The file and W
+may be on cloud storage (gs://...; the file is read through etils.epath).
 """
 
 import os
 
 import jax
+import numpy as np
 
 from rasd_jax import models
+from rasd_jax.data import readers
 from rasd_jax.interop import files
 from rasd_jax.interop import monai
 from rasd_jax.training import checkpoint
@@ -35,9 +37,24 @@ def _check(config):
   models.resolve(config.model)
 
 
+def _check_finite(path, arrays):
+  """Weights that hold NaN or Inf (saved by a run that diverged) would make fine-tuning
+  diverge: a ValueError naming the first arrays that hold them."""
+  bad = []
+  for key, array in arrays.items():
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+      counts = ((np.isnan(array).sum(), "NaN"), (np.isinf(array).sum(), "Inf"))
+      bad.append(f"{key}: " + " and ".join(f"{n} {what}" for n, what in counts if n))
+  if bad:
+    raise ValueError(f"{path}: {len(bad)} of its {len(arrays)} arrays hold NaN or Inf "
+                     f"({readers.few(bad)}): broken weights (saved by a run that diverged?), "
+                     "not imported")
+
+
 def run(config, workdir):
   _check(config)
   arrays, info = files.read_state_dict(config.path)
+  _check_finite(config.path, arrays)
   try:
     state, report = monai.to_rasd(arrays, config.model, config.ndim,
                                   config.in_channels or None, config.out_channels or None,

@@ -124,11 +124,6 @@ def run(config, workdir):
   workdir_lib.prepare(workdir, config)
   pre_dir = os.path.join(workdir, "pretrain")
   pretrain.train(config.pretrain, pre_dir)
-  pre_step = weights.read_spec(pre_dir)["step"]
-  if pre_step < config.pretrain.total_steps:
-    log(f"pre-training stopped at step {pre_step} of {config.pretrain.total_steps}; run the "
-        "same command again to resume")
-    return
   pretrained = weights.load_model(pre_dir)
   path = os.path.join(workdir, "runs.jsonl")
   done = {run_key(r) for r in workdir_lib.read_jsonl(path)}

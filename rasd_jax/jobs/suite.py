@@ -35,6 +35,7 @@ from rasd_jax.data import sources
 from rasd_jax.data import tasks
 from rasd_jax.evaluation import compare
 from rasd_jax.training import engine
+from rasd_jax.training import loop
 from rasd_jax.training import weights
 from rasd_jax import workdir as workdir_lib
 from rasd_jax.workdir import log
@@ -168,10 +169,11 @@ def run(config, workdir):
       path = run_dir(workdir, name, init_name, seed)
       log(f"{name}: {init_name}, seed {seed}")
       start = time.perf_counter()
-      if engine.finetune(run_config(config, name, init, seed), path) is None:
-        write_summary(config, workdir, runs, missing)
-        log("stopped by a signal; run the same command again to resume")
-        return
+      try:
+        engine.finetune(run_config(config, name, init, seed), path)
+      except loop.Stopped:
+        write_summary(config, workdir, runs, missing)  # the runs finished so far
+        raise
       workdir_lib.write_json(os.path.join(path, WALL), {"seconds": time.perf_counter() - start})
     if todo:
       write_summary(config, workdir, runs, missing)

@@ -61,7 +61,7 @@ from rasd_jax.workdir import log
 # data.source / data.tfds_dir: the built dataset holds the cases the files give.
 MAY_CHANGE = ("total_steps", "total_epochs", "checkpoint_every", "keep_checkpoints",
               "log_every", "eval_every_steps", "eval_every_epochs", "data.threads",
-              "data.source", "data.tfds_dir")
+              "data.source", "data.tfds_dir") + optimizer.MAY_CHANGE
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 EVALUATIONS = ("heldout", "paper")
 RESULTS = "results.json"
@@ -176,9 +176,9 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
                        log_every=50, threads=4, describe=None):
   """One fine-tuning run in `workdir` (resumed if it holds one); returns its results, also
   written to W/results.json: the fields of `describe` (what the caller says of the run),
-  selection metric, selected step, val and test summaries, the validation curve; None when
-  a signal stopped it. train / val / test: this process's `share` of the prepared samples;
-  test may be None (evaluation "paper": no test split). Each process makes its block of a
+  selection metric, selected step, val and test summaries, the validation curve (a signal
+  raises loop.Stopped once the checkpoint is saved). train / val / test: this process's
+  `share` of the prepared samples; test may be None (evaluation "paper": no test split). Each process makes its block of a
   batch (pipeline.make_batch of its training share, keyed by its block where there are
   several)."""
   task = trainer.task
@@ -212,15 +212,12 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
       validation = evaluators.Evaluator(lambda w: trainer.evaluate(w, val), eval_every,
                                         val_writer, best)
       try:
-        _, _, stopped = loop.run(
-            trainer.step, state, batches, first_step=first_step, total_steps=total_steps,
-            batch_size=trainer.batch_size, checkpointer=checkpointer, writer=writer,
-            log_every=log_every, checkpoint_every=checkpoint_every,
-            evaluators=[validation], desc="finetune")
+        loop.run(trainer.step, state, batches, first_step=first_step, total_steps=total_steps,
+                 batch_size=trainer.batch_size, checkpointer=checkpointer, writer=writer,
+                 log_every=log_every, checkpoint_every=checkpoint_every,
+                 evaluators=[validation], desc="finetune")
       finally:
         writer.close()
-      if stopped:
-        return None
     selected, selected_val = best.step, best.summary
   finally:
     checkpointer.close()
@@ -338,14 +335,24 @@ def _cases(config):
 
 def _data(config, task, split):
   """The prepared samples of each split (training ones with their crop margin): read from
-  the files, or with data.source "tfds" from the built dataset."""
+  the files, or with data.source "tfds" from the built dataset. Segmentation whose training
+  labels are all background is refused (some empty cases are normal: not all of them)."""
   if config.data.source == "tfds":
     from rasd_jax.data import tfds_source
-    return {k: None if v is None else tfds_source.read(v, config.data.threads)
+    data = {k: None if v is None else tfds_source.read(v, config.data.threads)
             for k, v in split.items()}
-  return {k: None if v is None else sources.prepare_cases(
-      task, v, config.data.threads, config.data.skip_bad, training=k == "train")
-          for k, v in split.items()}
+  else:
+    data = {k: None if v is None else sources.prepare_cases(
+        task, v, config.data.threads, config.data.skip_bad, training=k == "train")
+            for k, v in split.items()}
+  if task.kind == "segmentation":
+    # Over every process's share: one process may hold only empty cases, the others not.
+    found = dict(mesh_lib.gather([(s["id"], s["label"].any()) for s in data["train"]]))
+    if not any(found.values()):
+      raise ValueError(f"the labels of all {len(found)} training cases hold no foreground "
+                       "(every voxel is background, 0): nothing to learn to segment; are these "
+                       "the right label files?")
+  return data
 
 
 def _network(config, task):
@@ -377,11 +384,11 @@ def _network(config, task):
 
 
 def finetune(config, workdir):
-  """The finetune job: returns the results it writes to W/results.json (None when a signal
-  stopped it)."""
+  """The finetune job: returns the results it writes to W/results.json. Everything that can
+  be refused (the config, every case's data, the network against the patch size) is
+  checked before the workdir is written."""
   _check(config)
   task, split = _cases(config)
-  workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
   mesh = mesh_lib.make_mesh(config.batch_size)
   data = _data(config, task, {k: None if v is None else share(mesh, k, v)
                               for k, v in split.items()})
@@ -400,6 +407,10 @@ def finetune(config, workdir):
   trainer = make_trainer(spec, task, optim, total, batch_size=config.batch_size,
                          probe=config.probe, overlap=config.overlap,
                          evaluation=config.evaluation, mesh=mesh)
+  # The network takes the patches (each network: multiples of its downsampling).
+  patch = jax.ShapeDtypeStruct((1,) + tuple(task.roi) + (task.in_channels,), jnp.float32)
+  jax.eval_shape(lambda x: weights_lib.build(spec)(x), patch)
+  workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
   log(f"model {spec['model']} ({task.ndim}D), head {config.head}"
       f"{', linear probe' * config.probe}: "
       f"{models.count_params(spec['model'], task.ndim, task.in_channels, spec['out_channels']):,}"
@@ -415,9 +426,8 @@ def finetune(config, workdir):
       seed=config.seed, total_steps=total, eval_every=eval_every, pretrained=pretrained,
       checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
       log_every=config.log_every, threads=config.data.threads, describe=describe)
-  if results is not None:
-    reported = results["test"] if results["test"] is not None else results["val"]
-    shown = ", ".join(f"{k} {compare.fmt(reported[k], 4)}" for k in task.metrics)
-    log(f"{'test' if results['test'] is not None else 'best validation'} (step "
-        f"{results['selected_step']}): {shown}; {os.path.join(workdir, RESULTS)}")
+  reported = results["test"] if results["test"] is not None else results["val"]
+  shown = ", ".join(f"{k} {compare.fmt(reported[k], 4)}" for k in task.metrics)
+  log(f"{'test' if results['test'] is not None else 'best validation'} (step "
+      f"{results['selected_step']}): {shown}; {os.path.join(workdir, RESULTS)}")
   return results

@@ -8,7 +8,7 @@ the last step, as `evaluator(state, step)`, before that step's checkpoint.
 Metrics are fetched one step late (the device runs step s+1 while the host logs step s).
 A checkpoint is written only after its step's metrics are checked finite, so the last
 checkpoint is always a good one. SIGTERM and Ctrl-C finish the current step, save, and
-return; a rerun resumes from there.
+raise `Stopped` (run.py exits with 128 + the signal's number); a rerun resumes from there.
 """
 
 import contextlib
@@ -25,18 +25,26 @@ class NonFiniteError(FloatingPointError):
   pass
 
 
+class Stopped(Exception):
+  """A signal (`signum`) stopped the run after the checkpoint of its last step."""
+
+  def __init__(self, signum, step):
+    super().__init__(f"stopped by signal {signum} at step {step}")
+    self.signum, self.step = signum, step
+
+
 @contextlib.contextmanager
 def _stop_on_signals():
-  """Yields a callable that says whether SIGTERM or SIGINT arrived."""
+  """Yields a callable that returns the first of SIGTERM or SIGINT that arrived, or None."""
   received = []
   if threading.current_thread() is not threading.main_thread():
-    yield lambda: False  # Signal handlers can only be set from the main thread.
+    yield lambda: None  # Signal handlers can only be set from the main thread.
     return
   previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
   for s in previous:
     signal.signal(s, lambda signum, frame: received.append(signum))
   try:
-    yield lambda: bool(received)
+    yield lambda: received[0] if received else None
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
@@ -49,8 +57,8 @@ def _still_finite(finite, metrics):
 
 def run(step_fn, state, batches=None, *, first_step, total_steps, batch_size, checkpointer,
         writer, log_every, checkpoint_every, evaluators=(), desc="train"):
-  """Runs steps first_step .. total_steps - 1. Returns (state, last logged metrics,
-  whether a signal stopped it). Raises NonFiniteError on a NaN/Inf loss or gradient."""
+  """Runs steps first_step .. total_steps - 1. Returns (state, last logged metrics). Raises
+  NonFiniteError on a NaN/Inf loss or gradient, Stopped (after saving) on a signal."""
   show = jax.process_index() == 0
   bar = tqdm.tqdm(total=total_steps, initial=first_step, desc=desc, unit="step",
                   disable=not show, dynamic_ncols=True)
@@ -60,11 +68,15 @@ def run(step_fn, state, batches=None, *, first_step, total_steps, batch_size, ch
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if not bool(finite):
       kept = checkpointer.latest_step()
+      where = (f"the last good checkpoint, of step {kept}, is kept in "
+               f"{checkpointer.directory}, and the run resumes from it" if kept is not None
+               else "no checkpoint was saved before it, so the run starts again from step 0")
       raise NonFiniteError(
           f"the loss or gradient became NaN or Inf in steps {since}-{step} (at step {step}: "
-          f"loss {values.get('loss')}, grad_norm {values.get('grad_norm')}); stopped. The "
-          f"last good checkpoint (step {kept}) is kept in {checkpointer.directory}. Lower "
-          "optim.lr, or set optim.clip_norm or optim.warmup_steps, and resume.")
+          f"loss {values.get('loss')}, grad_norm {values.get('grad_norm')}); stopped: "
+          f"{where}. Run the same command with a lower --config.optim.lr, or with "
+          "--config.optim.clip_norm or --config.optim.warmup_steps set (keys that may change "
+          "on a resume).")
     now = time.perf_counter()
     step_s = (now - last["time"]) / (step - last["step"])
     values.update(step_s=round(step_s, 6), samples_per_s=round(batch_size / step_s, 3))
@@ -73,11 +85,11 @@ def run(step_fn, state, batches=None, *, first_step, total_steps, batch_size, ch
     bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
 
   pending = None
-  stopped = False
+  stopped = None
   # Every step's loss and gradient norm are checked on the device, logged or not; the
   # host reads the verdict of the steps since the last log when it logs.
   finite, since = True, first_step + 1
-  with _stop_on_signals() as stop_requested:
+  with _stop_on_signals() as stop_requested, bar:  # the bar ends before any error line
     for step in range(first_step, total_steps):
       state, metrics = step_fn(state) if batches is None else step_fn(state, next(batches))
       done = step + 1
@@ -99,9 +111,10 @@ def run(step_fn, state, batches=None, *, first_step, total_steps, batch_size, ch
       bar.update(1)
       if stopped:
         break
-  bar.close()
-  if stopped and show:
-    print(f"stopped by a signal at step {done}; checkpoint saved in {checkpointer.directory}."
-          " Run the same command again to resume.")
-  return state, last["metrics"], stopped
+  if stopped:
+    if show:
+      print(f"stopped by signal {stopped} at step {done}; checkpoint saved in "
+            f"{checkpointer.directory}. Run the same command again to resume.", flush=True)
+    raise Stopped(stopped, done)
+  return state, last["metrics"]
 

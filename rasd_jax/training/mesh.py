@@ -5,6 +5,8 @@ import math
 import os
 import pickle
 import socket
+import sys
+import threading
 import time
 
 import jax
@@ -28,6 +30,9 @@ def multi_process_launch():
 # Seconds a process waits for the others (and the coordinator) at start-up before it stops
 # with an error; RASD_DISTRIBUTED_TIMEOUT overrides.
 TIMEOUT_S = 300
+# XLA's own start-up deadline comes this much later than ours (`_stop_after`), which stops
+# first with one line where XLA would abort with a stack dump.
+_XLA_GRACE_S = 30
 
 
 def _env_int(name):
@@ -109,6 +114,22 @@ def _check_in(address, count, index, timeout):
     raise ValueError(f"the multi-process start failed ({who}): {problem}")
 
 
+def _stop_after(seconds, message):
+  """A started timer that ends this process after `seconds` with `message` as run.py's one
+  `error:` line (exit status 1). For the wait inside jax.distributed.initialize: the main
+  thread waits in XLA, which nothing in Python interrupts, so the timer's thread ends the
+  process itself."""
+  def stop():
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+  timer = threading.Timer(seconds, stop)
+  timer.daemon = True
+  timer.start()
+  return timer
+
+
 def initialize_distributed():
   """`jax.distributed.initialize` on a multi-process launch; must precede any JAX work.
 
@@ -117,7 +138,8 @@ def initialize_distributed():
   read here (JAX reads only the address), and checked in with process 0 first (`_check_in`).
   A coordinator that does not answer within RASD_DISTRIBUTED_TIMEOUT seconds (default 300),
   processes that do not all arrive in that time or disagree on their count, or settings JAX
-  refuses, are a ValueError saying which."""
+  refuses, are a ValueError saying which; a process that stalls or dies after the check-in
+  stops the others after that time too, each with one `error:` line (`_stop_after`)."""
   if not multi_process_launch():
     return
   timeout = _env_int("RASD_DISTRIBUTED_TIMEOUT") or TIMEOUT_S
@@ -128,14 +150,21 @@ def initialize_distributed():
   address = os.environ.get("JAX_COORDINATOR_ADDRESS")
   if address and count is not None and index is not None:
     _check_in(address, count, index, timeout)
+  where = f"coordinator {address or 'the address JAX detected'}, process {index} of {count}"
+  # Every process waits there for all the others: one that stalled or died after the check-in
+  # (or a coordinator that did) keeps the rest waiting.
+  timer = _stop_after(timeout, f"the multi-process start failed ({where}): not every process "
+                               f"joined JAX's start within {timeout} s (did one stall or die? "
+                               "see the other processes' output)")
   try:
     jax.distributed.initialize(num_processes=count, process_id=index,
-                               initialization_timeout=timeout)
+                               initialization_timeout=timeout + _XLA_GRACE_S)
   except (ValueError, TypeError, RuntimeError, jax.errors.JaxRuntimeError) as e:
-    where = address or "the address JAX detected"
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ValueError(f"the multi-process start failed (coordinator {where}, process "
-                     f"{index} of {count}, timeout {timeout} s): {first}") from None
+    raise ValueError(f"the multi-process start failed ({where}, timeout {timeout} s): "
+                     f"{first}") from None
+  finally:
+    timer.cancel()
 
 
 def make_mesh(batch_size=None):

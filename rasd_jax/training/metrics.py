@@ -8,6 +8,7 @@ google-cloud-storage).
 
 import json
 import os
+import time
 
 from etils import epath
 import jax
@@ -31,19 +32,51 @@ class MetricsWriter:
       kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= resume_step]
       workdir_lib.write_file(self._path, "".join(kept))
     if tensorboard:
-      import tensorboardX  # Only jobs that log to TensorBoard need it.
-      self._tensorboard = tensorboardX.SummaryWriter(
-          os.path.join(os.fspath(workdir), "tensorboard"), purge_step=resume_step)
+      self._tensorboard = _TensorBoard(os.path.join(os.fspath(workdir), "tensorboard"),
+                                       resume_step)
 
   def write(self, step, **values):
     if not self._active:
       return
     workdir_lib.append_lines(self._path, [json.dumps({"step": int(step), **values}) + "\n"])
     if self._tensorboard is not None:
-      for name, value in values.items():
-        if isinstance(value, (int, float)):
-          self._tensorboard.add_scalar(name, value, int(step))
+      self._tensorboard.write(int(step), {k: v for k, v in values.items()
+                                          if isinstance(v, (int, float))})
 
   def close(self):
     if self._tensorboard is not None:
       self._tensorboard.close()
+
+
+class _TensorBoard:
+  """TensorBoard scalars in an event file of `folder`, written and flushed in the caller's
+  thread: tensorboardX's SummaryWriter writes from a thread of its own, which dies on a
+  failed write (a full disk) and leaves the next write waiting for it forever. A resumed
+  run (`resume_step`) marks the restart, so TensorBoard drops the later steps of the run
+  it resumes."""
+
+  def __init__(self, folder, resume_step):
+    # Only jobs that log to TensorBoard need tensorboardX.
+    from tensorboardX import event_file_writer
+    from tensorboardX.proto import event_pb2
+    self._event_pb2, self._folder = event_pb2, folder
+    workdir_lib.makedirs(folder)
+    with workdir_lib.naming(folder):
+      self._writer = event_file_writer.EventsWriter(os.path.join(folder, "events"))
+      if resume_step is not None:
+        self._writer.write_event(event_pb2.Event(
+            step=resume_step, wall_time=time.time(),
+            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
+  def write(self, step, values):
+    from tensorboardX import summary
+    merged = summary.Summary(value=[v for name, value in values.items()
+                                    for v in summary.scalar(name, value).value])
+    with workdir_lib.naming(self._folder):
+      self._writer.write_event(self._event_pb2.Event(step=step, wall_time=time.time(),
+                                                     summary=merged))
+      self._writer.flush()
+
+  def close(self):
+    with workdir_lib.naming(self._folder):
+      self._writer.close()

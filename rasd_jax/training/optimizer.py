@@ -8,11 +8,17 @@ over the bias-corrected moments, torch over the raw ones, so early steps differ)
 (weight decay as an L2 term added to the gradient, torch.optim.Adam's weight_decay).
 """
 
+import math
+
 import ml_collections
 import optax
 
 
 ALGORITHMS = ("adamw", "adamw_amsgrad", "adam")
+# What may change when a run resumes (the advice of the NaN stop): the rate and its
+# schedule, and clipping, which leaves the optimiser's state as it is (`make`).
+MAY_CHANGE = ("optim.lr", "optim.schedule", "optim.warmup_steps", "optim.warmup_epochs",
+              "optim.final_lr_fraction", "optim.clip_norm")
 
 
 def get_config(lr=1e-5, weight_decay=0.01, schedule="constant", warmup_steps=0,
@@ -43,7 +49,8 @@ def learning_rate(optim, total_steps):
   """The schedule: step -> learning rate."""
   if optim.schedule not in SCHEDULES:
     raise ValueError(f"optim.schedule = {optim.schedule!r}; available: {sorted(SCHEDULES)}")
-  if optim.lr <= 0 or optim.warmup_steps < 0 or optim.clip_norm < 0:
+  if not (math.isfinite(optim.lr) and optim.lr > 0 and optim.warmup_steps >= 0
+          and optim.clip_norm >= 0):
     raise ValueError(f"optim: lr must be > 0, warmup_steps and clip_norm >= 0; got lr="
                      f"{optim.lr}, warmup_steps={optim.warmup_steps}, "
                      f"clip_norm={optim.clip_norm}")
@@ -69,5 +76,18 @@ def make(optim, total_steps):
     tx = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
                      weight_decay=optim.weight_decay)
   if optim.clip_norm:
-    tx = optax.chain(optax.clip_by_global_norm(optim.clip_norm), tx)
+    tx = _clipped(tx, optim.clip_norm)
   return tx, schedule
+
+
+def _clipped(tx, max_norm):
+  """`tx` applied to the gradients clipped to the global norm `max_norm`, with `tx`'s own
+  state (optax.chain would add one), so that a run may set or change clip_norm when it
+  resumes."""
+  clip = optax.clip_by_global_norm(max_norm)
+
+  def update(grads, state, params=None):
+    grads, _ = clip.update(grads, clip.init(grads))
+    return tx.update(grads, state, params)
+
+  return optax.GradientTransformation(tx.init, update)

@@ -84,7 +84,7 @@ def make_step(graphdef, abstract_state, spec, mesh, *, seed, batch_size, tx, sch
 
 # What may change when a run is resumed (e.g. to train longer); anything else is refused.
 MAY_CHANGE = ("total_steps", "checkpoint_every", "keep_checkpoints", "log_every", "remat",
-              "attention")
+              "attention") + optimizer.MAY_CHANGE
 
 
 def _check(config):
@@ -93,6 +93,7 @@ def _check(config):
     if config[key] < 1:
       raise ValueError(f"{key} = {config[key]}: must be >= 1")
   models.resolve(config.model)
+  optimizer.make(config.optim, config.total_steps)
   # The network takes the samples' size (each network: multiples of its downsampling),
   # checked on shapes alone before the workdir is touched.
   sample = jax.ShapeDtypeStruct((1,) + (spec.size,) * spec.ndim + (spec.channels,), "float32")

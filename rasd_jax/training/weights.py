@@ -27,7 +27,7 @@ from rasd_jax.training import checkpoint
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax import workdir as workdir_lib
 
-SPEC_FILE = "model.json"
+SPEC_FILE = workdir_lib.SPEC
 NETWORKS = ("backbone", "downstream")
 
 

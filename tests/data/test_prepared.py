@@ -157,6 +157,21 @@ def test_refusals_name_what_is_wrong(tmp_path):
     prepared.load_splits("montgomery", str(data), fold=1)
 
 
+def test_damaged_prepared_folder_names_the_file(tmp_path):
+  """A prepared folder whose summary is not JSON, or whose manifest holds a list: a
+  ValueError naming the file, not a bare JSONDecodeError or a TypeError."""
+  source, _, _ = _montgomery(tmp_path)
+  for name, text, message in ((prepared.SUMMARY, '{"task": "montgomery",',
+                               "cannot parse the summary of the prepared data .*prepare.json"),
+                              (prepared.MANIFEST, "[]", "the manifest of the prepared data "
+                               ".*cases.json holds a JSON list, expected an object")):
+    data = tmp_path / name
+    prepared.prepare("montgomery", source, data, progress=False)
+    (data / name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+      prepared.load_splits("montgomery", str(data))
+
+
 def _decathlon(root, labels=(1, 2, 1, 2, 1)):
   """A Decathlon folder of five 12x10x8 MRI cases (4 training, 1 validation) and two
   unlabelled test images; case n's mask holds the value labels[n]."""

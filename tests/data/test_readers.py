@@ -72,6 +72,11 @@ def test_decathlon_errors_name_the_file(decathlon, tmp_path):
   (tmp_path / "broken.json").write_text("{oops")
   with pytest.raises(ValueError, match="cannot parse dataset json .*broken.json"):
     readers.load_decathlon(tmp_path / "broken.json")
+  for name, text, kind in (("list", "[]", "list"), ("string", '"imagesTr"', "string")):
+    (tmp_path / f"{name}.json").write_text(text)
+    with pytest.raises(ValueError, match=f"dataset json .*{name}.json holds a JSON {kind}, "
+                       "expected an object with lists such as 'training'"):
+      readers.load_decathlon(tmp_path / f"{name}.json")
   with pytest.raises(ValueError, match=r"dataset.json has no list 'validation'; .*'test', "
                      r"'training'"):
     readers.load_decathlon(decathlon, "validation")

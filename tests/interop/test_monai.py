@@ -318,6 +318,28 @@ def test_bad_checkpoints_one_line_nothing_written(tmp_path, tiny2d):
     assert not w.exists()
 
 
+def test_weights_holding_nan_or_inf_are_refused_nothing_written(tmp_path, tiny2d):
+  """A checkpoint of a diverged run (NaN, Inf in its weights), as .pth and as .safetensors:
+  one line naming the file and the arrays, and no workdir."""
+  _, state, _ = tiny2d
+  tensors = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
+  tensors["encoder1.layer.conv1.conv.weight"].view(-1)[:3] = float("nan")
+  tensors["out.conv.conv.bias"][0] = float("-inf")
+  pth, safe = tmp_path / "diverged.pth", tmp_path / "diverged.safetensors"
+  torch.save(tensors, pth)
+  safetensors.torch.save_file(tensors, safe)
+  for path in (pth, safe):
+    w = tmp_path / f"w_{path.suffix[1:]}"
+    result = run_job("experiments/import_weights.py", w, f"--config.path={path}",
+                     "--config.model=tiny", "--config.ndim=2", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: {path}: 2 of its {len(state)} arrays hold NaN or Inf "
+                     "(encoder1.layer.conv1.conv.weight: 3 NaN, out.conv.conv.bias: 1 Inf): "
+                     "broken weights (saved by a run that diverged?), not imported"], lines
+    assert not w.exists()
+
+
 def test_mismatched_checkpoints_name_what_fits(tiny2d):
   _, swin, _ = tiny2d
   unet = numpy_state(monai_unet("unet_tiny", 2))

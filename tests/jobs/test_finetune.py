@@ -1,6 +1,7 @@
 """The finetune job end to end through run.py (subprocesses), on a tiny real Decathlon
 folder: 2D slices of the MNI152 brain tissue demo (rasd_jax.data.demo), saved as NIfTI."""
 
+import gzip
 import json
 import os
 import re
@@ -145,6 +146,28 @@ def save(path, array, affine=None):
   nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), path)
 
 
+def png_image(root):
+  """Case 0's image as a PNG, its label still NIfTI (dataset.json lists the PNG)."""
+  from PIL import Image
+  image = nib.load(root / "images" / "case0.nii.gz").get_fdata()
+  image = Image.fromarray((255 * image / image.max()).astype(np.uint8))
+  image.save(root / "images" / "case0.png")
+  listed = json.loads((root / "dataset.json").read_text())
+  listed["training"][0]["image"] = "images/case0.png"
+  (root / "dataset.json").write_text(json.dumps(listed))
+
+
+def huge_header(root):
+  """Case 0's image: a real gzipped NIfTI whose header declares 32767^3 x 4 float64 voxels
+  (1 PiB, beyond any address space), followed by a few bytes of data."""
+  header = nib.Nifti1Header()
+  header.set_data_dtype(np.float64)
+  header.set_data_shape((32767, 32767, 32767, 4))
+  header.set_data_offset(352)
+  with gzip.open(root / "images" / "case0.nii.gz", "wb") as f:
+    f.write(header.binaryblock + bytes(4 + 64))
+
+
 BROKEN = {
     "missing": (lambda r: os.remove(r / "images" / "case0.nii.gz"),
                 r"1 file\(s\) listed in .*dataset.json do not exist: .*case0.nii.gz"),
@@ -161,6 +184,13 @@ BROKEN = {
             "images/case0.nii.gz has 2304 NaN/Inf voxels"),
     "unreadable": (lambda r: open(r / "images" / "case0.nii.gz", "wb").write(b"not a nifti"),
                    "images/case0.nii.gz"),
+    "json": (lambda r: (r / "dataset.json").write_text('{"training": [}'),
+             r"cannot parse dataset json .*/json/dataset.json: Expecting value: line 1"),
+    "formats": (png_image, r"image .*images/case0.png \(PNG\) and label .*labels/case0.nii.gz "
+                           r"\(NIfTI\) are different formats: .* must be the same kind"),
+    "memory": (huge_header, r"not enough memory to read .*images/case0.nii.gz: its header "
+                            r"declares a \(32767, 32767, 32767, 4\) array of float64, "
+                            r"1,048,480.0 GiB"),
 }
 
 
@@ -179,6 +209,33 @@ def test_bad_input_names_the_file(tmp_path, dataset, kind):
     out = run(w, f"--config.data.json={broken}", "--config.data.skip_bad=true", *TINY)
     assert "skipping case" in out.stderr and "case0.nii.gz" in out.stderr
     assert json.load(open(w / "results.json"))["split_sizes"]["train"] == 2
+
+
+def test_all_empty_training_labels_stop_before_training(tmp_path, dataset):
+  """Training labels that are all background (a wrong label folder, say): one line naming the
+  split and its size, before any training and before the workdir is written. Some empty
+  training cases among others are normal and read as they are."""
+  def empty(root, cases):
+    for i in cases:
+      path = root / "labels" / f"case{i}.nii.gz"
+      save(path, np.zeros((48, 48), np.uint8), nib.load(path).affine)
+
+  broken = broken_copy(dataset, tmp_path, "empty", lambda r: empty(r, range(3)))
+  w = tmp_path / "w"
+  out = run(w, f"--config.data.json={broken}", *TINY, check=False)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert out.stderr.strip().splitlines()[-1] == (
+      "error: the labels of all 3 training cases hold no foreground (every voxel is "
+      "background, 0): nothing to learn to segment; are these the right label files?")
+  assert not w.exists()
+
+  from experiments import finetune as finetune_experiment
+  from rasd_jax.training import engine
+  config = finetune_experiment.get_config("task=custom,runlocal")
+  config.data.json = broken_copy(dataset, tmp_path, "two_empty", lambda r: empty(r, range(2)))
+  task, split = engine._cases(config)
+  data = engine._data(config, task, split)
+  assert sorted(bool(s["label"].any()) for s in data["train"]) == [False, False, True]
 
 
 def test_custom_classification_from_class_folders(tmp_path):
@@ -287,7 +344,7 @@ def test_registry_mistakes_are_one_line_and_write_nothing(tmp_path):
   config = "experiments/finetune.py:task=drive,runlocal"
   earlier = tmp_path / "earlier"
   os.makedirs(earlier)
-  (earlier / "config.json").write_text("{}")
+  (earlier / "config.json").write_text('{"job": "finetune"}')  # a run of ours
   half = tmp_path / "half"
   shutil.copytree(f"{data}.download", f"{half}.download")
   prepared.prepare("drive", f"{half}.download", half, progress=False)
@@ -309,7 +366,8 @@ def test_registry_mistakes_are_one_line_and_write_nothing(tmp_path):
       assert out.returncode == 1 and "Traceback" not in out.stderr, (name, out.stderr[-2000:])
       assert lines[-1].startswith("error: ") and message in lines[-1], (name, lines[-1])
     assert not (tmp_path / f"new_{name}").exists(), name
-    assert os.listdir(earlier) == ["config.json"] and (earlier / "config.json").read_text() == "{}"
+    assert os.listdir(earlier) == ["config.json"]
+    assert (earlier / "config.json").read_text() == '{"job": "finetune"}'
 
 
 def test_swinunetr_3d_through_the_job(tmp_path):

@@ -302,3 +302,30 @@ def test_processes_that_disagree_are_one_line_each_in_bounded_time(tmp_path):
                           f"{counts[i]}): {message}"), lines[0]
     assert time.time() - start < 60
     assert not w.exists()
+
+
+def test_a_process_that_stalls_after_the_check_in_is_one_line_in_bounded_time(tmp_path):
+  """A process that checks in (mesh._check_in) and then never starts JAX, as process 1 and
+  as the coordinator, process 0: the other stops with one error line once its timeout has
+  passed (XLA alone would abort it later with a stack dump), writing nothing."""
+  stall = ("import sys, time; from rasd_jax.training import mesh; "
+           "mesh._check_in(sys.argv[1], 2, int(sys.argv[2]), 60); time.sleep(600)")
+  for stalled in (1, 0):
+    address, index = f"127.0.0.1:{free_port()}", 1 - stalled
+    peer = subprocess.Popen([sys.executable, "-c", stall, address, str(stalled)], cwd=REPO_ROOT,
+                            env=_env(4))
+    try:
+      w = tmp_path / f"w{index}"
+      start = time.time()
+      out = run(w, *STEPS, check=False,
+                env=_env(4, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
+                         JAX_PROCESS_ID=str(index), RASD_DISTRIBUTED_TIMEOUT="5"))
+      assert time.time() - start < 60
+      assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+          f"error: the multi-process start failed (coordinator {address}, process {index} of "
+          "2): not every process joined JAX's start within 5 s (did one stall or die? see the "
+          "other processes' output)"], out.stderr[-3000:]
+      assert not w.exists()
+    finally:
+      peer.kill()
+      peer.wait()

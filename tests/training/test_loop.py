@@ -50,8 +50,8 @@ def logged(tmp_path):
 
 
 def test_logs_every_n_and_checkpoints(tmp_path):
-  state, last, stopped = run(tmp_path, make_step())
-  assert not stopped and int(state["step"]) == 10
+  state, last = run(tmp_path, make_step())
+  assert int(state["step"]) == 10
   records = logged(tmp_path)
   assert [r["step"] for r in records] == [2, 4, 6, 8, 10]
   assert records[0]["loss"] == pytest.approx(3 * 0.8 ** 2)  # loss at step 2 is of w after 1 step
@@ -61,9 +61,17 @@ def test_logs_every_n_and_checkpoints(tmp_path):
 
 
 def test_nan_stops_with_the_last_good_checkpoint_kept(tmp_path):
-  with pytest.raises(loop.NonFiniteError, match=r"NaN or Inf in steps 7-8.*checkpoint \(step 4\)"):
+  with pytest.raises(loop.NonFiniteError, match=r"NaN or Inf in steps 7-8.*checkpoint, of step "
+                     r"4, is kept.*--config.optim.lr.*may change on a resume"):
     run(tmp_path, make_step(nan_at=7))
   assert sorted(os.listdir(tmp_path / "ck"), key=int) == ["4"]
+
+
+def test_nan_before_any_checkpoint_says_there_is_none(tmp_path):
+  with pytest.raises(loop.NonFiniteError, match="in steps 1-2.*no checkpoint was saved before "
+                     "it, so the run starts again from step 0"):
+    run(tmp_path, make_step(nan_at=1))
+  assert os.listdir(tmp_path / "ck") == []
 
 
 def test_nan_at_a_checkpoint_step_is_never_saved(tmp_path):
@@ -72,9 +80,10 @@ def test_nan_at_a_checkpoint_step_is_never_saved(tmp_path):
   assert sorted(os.listdir(tmp_path / "ck"), key=int) == ["4"]
 
 
-def test_sigterm_saves_and_returns(tmp_path):
+def test_sigterm_saves_and_raises_stopped(tmp_path):
   previous = signal.getsignal(signal.SIGTERM)
-  state, _, stopped = run(tmp_path, make_step(signal_at=6))
-  assert stopped and int(state["step"]) == 6
+  with pytest.raises(loop.Stopped) as stopped:
+    run(tmp_path, make_step(signal_at=6))
+  assert (stopped.value.signum, stopped.value.step) == (signal.SIGTERM, 6)
   assert sorted(os.listdir(tmp_path / "ck"), key=int) == ["4", "6"]
   assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored

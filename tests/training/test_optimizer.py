@@ -1,5 +1,6 @@
 """AdamW, schedules and clipping from config.optim."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -37,13 +38,22 @@ def test_clipping_bounds_the_update_direction():
   state = tx.init(params)
   # Adam normalises the step, so compare the clipped gradient Adam saw: its first moment.
   _, state = tx.update({"w": jnp.array([30.0, 40.0])}, state, params)
-  mu = state[1][0].mu["w"]
+  mu = state[0].mu["w"]
   np.testing.assert_allclose(optax.tree.norm(mu) / (1 - 0.9), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", optimizer.ALGORITHMS)
+def test_clipping_keeps_the_state_so_a_resume_may_change_it(algorithm):
+  params = {"w": jnp.zeros(2)}
+  states = [optimizer.make(optimizer.get_config(clip_norm=c, algorithm=algorithm), 10)[0]
+            .init(params) for c in (0.0, 1.0)]
+  assert jax.tree.structure(states[0]) == jax.tree.structure(states[1])
 
 
 @pytest.mark.parametrize("change, message", [
     (dict(schedule="linear"), "optim.schedule"),
     (dict(lr=0.0), "lr must be > 0"),
+    (dict(lr=float("nan")), "lr must be > 0"),
     (dict(clip_norm=-1.0), "clip_norm"),
 ])
 def test_bad_settings_are_clear_errors(change, message):

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 from PIL import Image, ImageDraw
 
+from rasd_jax.data import readers
 from rasd_jax.data.downloads import (Convert, Layout, Recipe, glob, listdir, one_fold, path,
                                         read_csv)
 from rasd_jax.data.tasks import registry
@@ -32,13 +33,6 @@ _NUCLS_CROP = 64    # px around a NuCLS nucleus centre (most boxes are under 40 
 
 def _stem(name):
   return os.path.splitext(name)[0]
-
-
-def _read_json(file):
-  try:
-    return json.loads(epath.Path(file).read_text(encoding="utf-8"))
-  except (OSError, ValueError) as e:
-    raise ValueError(f"cannot read the list {file}: {e}") from e
 
 
 def _pairs(root, images, masks, prefix="", pattern="*"):
@@ -224,7 +218,7 @@ _MIDOG_TEST = range(101, 151)
 def _midog(images):
   def cases(root):
     file = path(root, "MIDOG.json")
-    coco = _read_json(file)
+    coco = readers.read_json_object(file, "the annotations", "a COCO object")
     classes = registry.get("midog21").classes
     try:
       names = {c["id"]: c["name"] for c in coco["categories"]}
@@ -344,7 +338,7 @@ def _tn3k(root):
 
 def _tg3k(root):
   file = path(root, "tg3k-trainval.json")
-  lists = _read_json(file)
+  lists = readers.read_json_object(file, "the list", "an object with lists 'train' and 'val'")
   if not all(isinstance(lists.get(k), list) for k in ("train", "val")):
     raise ValueError(f"{file}: expected lists 'train' and 'val' of image numbers")
   ids = {split: [f"{n:04d}" for n in lists[split]] for split in ("train", "val")}

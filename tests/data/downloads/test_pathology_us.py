@@ -271,6 +271,8 @@ def test_corrupt_monusac_annotation(tmp_path):
 @pytest.mark.parametrize("task,file,text", [
     ("mmotu_cls", "val_cls.txt", "8.JPG\n"),
     ("tg3k", "tg3k-trainval.json", json.dumps({"train": [0, 1]})),
+    ("tg3k", "tg3k-trainval.json", json.dumps([0, 1, 2])),
+    ("midog21", "MIDOG.json", '{"images": [}'),
     ("glas", "Grade.csv", "name,grade\ntrain_1,benign\n"),
 ])
 def test_malformed_list_names_the_file(task, file, text, tmp_path):
