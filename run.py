@@ -1,4 +1,4 @@
-"""Entry point: python run.py --config=experiments/<job>.py[:args] --workdir=DIR."""
+"""Entry point: python run.py --config=experiments/<job>.py[:args] [--workdir=DIR]."""
 
 import functools
 import logging as std_logging
@@ -12,12 +12,14 @@ from absl import logging
 from ml_collections import config_flags
 
 from rasd_jax import jobs
+from rasd_jax import workdir as workdir_lib
 from rasd_jax.training import loop
 from rasd_jax.training import mesh
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; a rerun resumes it.")
-flags.mark_flags_as_required(["config", "workdir"])
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder; a rerun resumes it. Default: runs/<config name>[_<args>].")
+flags.mark_flags_as_required(["config"])
 # An explicit multi-process launch, as flags or as the variables they set (mesh.py).
 _LAUNCH = {
     "JAX_COORDINATOR_ADDRESS": flags.DEFINE_string(
@@ -81,6 +83,15 @@ def _parse_flags(argv):
   return argv
 
 
+def default_workdir(config_arg):
+  """runs/<config name>[_<args>] for `--config=PATH[:ARGS]`: 'experiments/finetune.py:task=btcv,
+  runlocal' -> 'runs/finetune_task=btcv_runlocal'."""
+  path, _, args = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  args = re.sub(r"[^\w.=+-]+", "_", args).strip("_")
+  return os.path.join("runs", f"{name}_{args}" if args else name)
+
+
 def main(argv):
   del argv  # checked by _parse_flags
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
@@ -98,9 +109,14 @@ def main(argv):
   for variable, flag in _LAUNCH.items():
     if flag.value is not None:
       os.environ[variable] = str(flag.value)
+  workdir = _WORKDIR.value
+  if workdir is None:
+    workdir = default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     mesh.initialize_distributed()
-    jobs.run(config, _WORKDIR.value)
+    if _WORKDIR.value is None:
+      workdir_lib.log(f"workdir {workdir} (no --workdir given)")
+    jobs.run(config, workdir)
   # Bad config or input (a missing file), or a diverged run: the message says what and where.
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     sys.exit(f"error: {e}")

@@ -4,6 +4,7 @@ Each mistake is caught while the flags and the config are parsed: one `error: ..
 stderr, a non-zero exit, no traceback, and no workdir.
 """
 
+import os
 import subprocess
 import sys
 
@@ -51,8 +52,20 @@ def test_mistake_is_one_error_line(tmp_path, args, needles):
   assert not workdir.exists()
 
 
-def test_missing_workdir_is_one_error_line():
-  out = subprocess.run([sys.executable, "run.py", "--config=experiments/synthesize.py"],
-                       cwd=REPO_ROOT, capture_output=True, text=True)
+def test_without_workdir_a_job_writes_to_runs_named_after_its_config(tmp_path):
+  """No --workdir: runs/<config name>[_<args>] under the current folder, said in the first
+  line."""
+  out = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "run.py"),
+                        f"--config={REPO_ROOT}/experiments/synthesize.py:ndim=2,size=32",
+                        "--config.num=2"], cwd=tmp_path, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  workdir = os.path.join("runs", "synthesize_ndim=2_size=32")
+  assert out.stdout.splitlines()[0] == f"workdir {workdir} (no --workdir given)"
+  assert len(os.listdir(tmp_path / workdir / "samples")) == 4  # image and label of 2 samples
+
+
+def test_missing_config_is_one_error_line():
+  out = subprocess.run([sys.executable, "run.py"], cwd=REPO_ROOT, capture_output=True,
+                       text=True)
   assert out.returncode != 0 and out.stderr.strip().splitlines() == [
-      "error: flag --workdir=None: Flag --workdir must have a value other than None."]
+      "error: flag --config=None: Flag --config must have a value other than None."]

@@ -185,7 +185,7 @@ def run(config, workdir):
   spec = weights.read_spec(config.source)
   info, loading, write = (_monai if config.format == "monai" else _nnunet)(config, spec)
 
-  workdir_lib.prepare(workdir, config, replace=config.overwrite)
+  workdir_lib.prepare(workdir, config, may_change=("overwrite",), replace=config.overwrite)
   workdir_lib.write_json(os.path.join(workdir, "card.json"), info)
   if jax.process_index() == 0:
     written = write(workdir)

@@ -5,6 +5,7 @@ import io
 import pickle
 import zipfile
 
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
@@ -141,6 +142,16 @@ def test_write_safetensors_read_by_the_library(tmp_path):
   assert by_torch["brain"].dtype == torch.bfloat16
   with safetensors.safe_open(path, "np") as f:
     assert f.metadata() == {"network": "unet"}
+
+  # Arrays not in C order (a transpose, a strided view, Fortran order, a transposed JAX
+  # array) are written as their shapes read, not as their memory lies.
+  base = rng.standard_normal((3, 4)).astype(np.float32)
+  views = {"transposed": base.T, "strided": base[::2, 1::2], "fortran": np.asfortranarray(base),
+           "jax": jnp.asarray(base).T}
+  files.write_safetensors(path, views)
+  read = safetensors.numpy.load_file(path)
+  for key, view in views.items():
+    np.testing.assert_array_equal(read[key], np.asarray(view), err_msg=key)
 
   with pytest.raises(ValueError, match=r"bad\.safetensors: array 'c' has dtype complex64"):
     files.write_safetensors(tmp_path / "bad.safetensors", {"c": np.ones(2, np.complex64)})

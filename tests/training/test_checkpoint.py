@@ -67,3 +67,33 @@ def test_path_names_match_between_live_arrays_and_metadata():
   names = [checkpoint.path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
   assert "params/layers/0/kernel" in names and "rest/layers/1/mean" in names
   assert "opt_state/0/mu/layers/0/kernel" in names
+
+
+def test_damaged_checkpoints_are_set_aside_until_one_restores(tmp_path):
+  """A garbled latest checkpoint: renamed <step>.damaged, bytes kept, the one before it
+  restored. Every one garbled: an error naming them all, and the next start is from 0."""
+  state, abstract = make_state(3)
+  saver = checkpoint.Checkpointer(tmp_path / "ck", keep=3)
+  for step in (1, 2, 3):
+    saver.save(step, jax.tree.map(lambda a: a + step if a.dtype == jnp.float32 else a, state))
+  saver.close()
+  manifest = lambda step: tmp_path / "ck" / str(step) / "default" / "manifest.ocdbt"  # noqa: E731
+  manifest(3).write_text("garbage")
+  kept = listing(tmp_path / "ck" / "3")
+
+  saver = checkpoint.Checkpointer(tmp_path / "ck", keep=3)
+  step, restored = saver.start(abstract, lambda: pytest.fail("a checkpoint restores"))
+  saver.close()
+  assert step == 2 and sorted(os.listdir(tmp_path / "ck")) == ["1", "2", "3.damaged"]
+  assert listing(tmp_path / "ck" / "3.damaged") == kept
+  expected = jax.tree.map(lambda a: a + 2 if a.dtype == jnp.float32 else a, state)
+  jax.tree.map(np.testing.assert_array_equal, restored, expected)
+
+  for step in (1, 2):
+    manifest(step).write_text("garbage")
+  saver = checkpoint.Checkpointer(tmp_path / "ck", keep=3)
+  with pytest.raises(ValueError, match=r"no checkpoint in .* restores \(set aside: .*2\.damaged, "
+                     r".*1\.damaged\); run the same command again to start from step 0"):
+    saver.start(abstract, lambda: pytest.fail("not yet"))
+  assert saver.start(abstract, lambda: "fresh") == (0, "fresh")
+  saver.close()
