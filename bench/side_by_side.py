@@ -60,7 +60,7 @@ def main(argv=None):
   if not os.path.isfile(os.path.join(folder, "utils", "dataloader_gen_online.py")):
     raise SystemExit(f"--reference {args.reference!r}: no {folder}/utils/dataloader_gen_online.py "
                      "(expected a checkout of github.com/yweibs/RaSD)")
-  labels = args.size // (16 if args.ndim == 3 else 32)  # the reference's K (METHOD.md)
+  labels = args.size // (16 if args.ndim == 3 else 32)  # the reference's K
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # the CPU, as our side
   start = time.perf_counter()
   reference = _last_json([sys.executable, "-c", _REFERENCE.format(

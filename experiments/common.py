@@ -24,7 +24,7 @@ def pretrain(*, ndim, size, num_labels, model, batch_size, total_steps, optim, s
   config.job = "pretrain"
   config.seed = seed              # model init and data: sample i of step s is (seed, s, i)
   config.model = model            # a rasd_jax.models name
-  config.out_channels = 32        # dense feature channels (METHOD.md section 4)
+  config.out_channels = 32        # dense feature channels (README, "Networks")
   config.batch_size = batch_size  # global, over all devices
   config.total_steps = total_steps
   config.checkpoint_every = checkpoint_every
@@ -46,7 +46,7 @@ def pretrain_from_arg(arg, *, full, runlocal):
   """Parses the config-string arguments `runlocal` and `model=NAME`: the `full` (paper)
   settings with the reference optimiser, or the `runlocal` ones: a laptop run of a few
   hundred steps, logged every step, with a higher rate, warm-up and cosine decay
-  (CALIBRATION.md: lr 1e-3 beat 1e-4 in short runs)."""
+  (measured at laptop scale: lr 1e-3 beat 1e-4 in short runs)."""
   arg = parse_arg(arg, runlocal=False, model="")
   if arg.runlocal:
     config = pretrain(**runlocal, log_every=1, optim=optimizer.get_config(

@@ -2,7 +2,7 @@
 from-scratch twin on the two offline demo tasks (rasd_jax.data.demo), and write a report.
 
 python run.py --config=experiments/quickstart.py --workdir=W
-About 15 minutes on a 2-core CPU (shared/CALIBRATION.md sizes it): W/pretrain (the pretrain
+About 15 minutes on a 2-core CPU (sized by laptop-scale measurements): W/pretrain (the pretrain
 job's workdir), W/runs.jsonl, W/report.md, W/report.png. Arguments: tiny (a seconds-scale
 version, for the tests). Amounts of labels are counts of 64x64 training tiles: of axial
 slices of the brain template, of the nuclei image.
@@ -31,7 +31,7 @@ def get_config(arg=None):
   config.roi = 64                # square training crops and sliding-window tiles
   config.overlap = 0.25          # sliding-window overlap in evaluation
   config.eval_every = 40         # validation Dice every N steps: the learning curve
-  # Fine-tuning as CALIBRATION.md: the whole network plus a new 1x1 head, Dice+CE.
+  # Fine-tuning as measured best at laptop scale: the whole network plus a new 1x1 head, Dice+CE.
   config.optim = optimizer.get_config(lr=1e-3, weight_decay=1e-5, schedule="cosine",
                                       warmup_steps=10)
   # The linear probe trains the head alone on frozen features: lr 1e-2 underfit in 100 steps.

@@ -6,7 +6,7 @@ rng)` draws one training sample from a prepared one, as `augmentation.augmentati
 says; `make_batch` stacks them, a pure function of (seed, step). All host NumPy (transforms.py),
 channel-first.
 
-Templates (TASKS.md sections 1-4):
+Templates (README, "finetune"):
 - CT-T: RAS, resample to `spacing` (image linear, label nearest), window a_min..a_max -> 0..1
   clipped, crop to the foreground (image > 0).
 - MR-T: RAS, z-score per channel over non-zero voxels, crop to the foreground (image > 0 after

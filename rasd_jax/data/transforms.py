@@ -1,9 +1,10 @@
 """Host-side transforms for downstream data: NumPy, channel-first arrays (C, *spatial), 2D or 3D.
 
 Each function reproduces the standard semantics of the MONAI transform of the same name, the one
-the reference fine-tuning chains use (CT-T and MR-T in TASKS.md), so scores stay comparable. They
-are pure: the random ones take an explicit `np.random.Generator`, so a case's augmentation is a
-function of its seed. Random draws are not bit-identical to MONAI's (a different generator).
+the reference fine-tuning chains use (CT-T and MR-T: README, "finetune"), so scores stay
+comparable. They are pure: the random ones take an explicit `np.random.Generator`, so a case's
+augmentation is a function of its seed. Random draws are not bit-identical to MONAI's (a
+different generator).
 """
 
 import warnings

@@ -12,12 +12,12 @@ from rasd_jax.models.swin_unetr import SwinUNETR
 from rasd_jax.models.unet import UNet
 
 # name -> (constructor, its settings). `ndim`, `in_channels`, `out_channels` come from the
-# caller; the pre-training output has 32 channels (METHOD.md section 4).
+# caller; the pre-training output has 32 channels (README, "Networks").
 MODELS = {
     # The paper's 2D network (the released 2D weights): 51.18M parameters in 2D.
     "unet_paper": (UNet, dict(channels=(64, 128, 256, 512, 1024), strides=(2, 2, 2, 2),
                               num_res_units=4)),
-    # The calibration network (shared/CALIBRATION.md): laptop pre-training.
+    # The calibration network (README, "quickstart"): laptop pre-training.
     "unet_small": (UNet, dict(channels=(16, 32, 64, 128), strides=(2, 2, 2),
                               num_res_units=2)),
     # CPU-sized for tests and laptops.

@@ -17,7 +17,7 @@ Evaluation (`config.evaluation`):
 - "heldout" (default): a test split apart from training and validation (the layout's, else
   held out by splits.make_splits) scored with the selected weights; segmentation Dice,
   HD95 and NSD over the foreground classes, a class absent from a case's target left out.
-- "paper": as the reference code reports (TASKS.md sections 0 and 6): the best validation
+- "paper": as the reference code reports (README, "finetune"): the best validation
   score is the result (no test split is held out and an official test list is not used, so
   training and validation cases are the reference's; with cross-validation the fold is the
   validation split), with its metric definitions: the fundus tasks' Dice averaged with the
@@ -178,9 +178,9 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
   written to W/results.json: the fields of `describe` (what the caller says of the run),
   selection metric, selected step, val and test summaries, the validation curve (a signal
   raises loop.Stopped once the checkpoint is saved). train / val / test: this process's
-  `share` of the prepared samples; test may be None (evaluation "paper": no test split). Each process makes its block of a
-  batch (pipeline.make_batch of its training share, keyed by its block where there are
-  several)."""
+  `share` of the prepared samples; test may be None (evaluation "paper": no test split).
+  Each process makes its block of a batch (pipeline.make_batch of its training share, keyed
+  by its block where there are several)."""
   task = trainer.task
   workdir_lib.makedirs(workdir)
   weights_lib.write_spec(workdir, trainer.spec)

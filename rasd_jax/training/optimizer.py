@@ -1,6 +1,6 @@
 """AdamW with a learning-rate schedule and optional gradient clipping, from `config.optim`.
 
-Defaults are the reference's (METHOD.md section 5): lr 1e-5, betas (0.9, 0.999), eps 1e-8,
+Defaults are the reference's (README, "pretrain"): lr 1e-5, betas (0.9, 0.999), eps 1e-8,
 weight decay 0.01 on every parameter, constant rate, no clipping. `algorithm` picks the update
 as torch names it (the downstream reference uses all three): "adamw" (decoupled weight decay),
 "adamw_amsgrad" (the same with AMSGrad's running maximum of the second moment; optax takes it

@@ -1,6 +1,6 @@
 """Initialise a network from another one: copy every variable whose name and shape match.
 
-This is how a pre-trained encoder-decoder starts a fine-tuning run (METHOD.md section 4):
+This is how a pre-trained encoder-decoder starts a fine-tuning run (README, "Networks"):
 the whole network transfers, a head of another width (32 pre-training channels against
 N classes) or a first layer of another input width stays as initialised. Names are the
 variables' paths in the module tree (`encoder1/layer/conv1/conv/kernel`); batch-norm

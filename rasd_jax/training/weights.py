@@ -8,8 +8,8 @@ Every job that leaves weights behind writes W/model.json, the spec of the networ
   checkpoints/, the latest step; fine-tuning: best/, the best validation step).
 
 Only the weights and batch statistics ({'params', 'rest'} of the train state) are read: a
-partial restore, so a finished run's optimiser moments are never loaded (DESIGN.md habit
-14). The arrays are replicated over every device of every process the caller has.
+partial restore, so a finished run's optimiser moments are never loaded.
+The arrays are replicated over every device of every process the caller has.
 """
 
 import json

@@ -1,4 +1,5 @@
-"""The task registry: 56 well-formed tasks whose values match TASKS.md."""
+"""The task registry: 56 well-formed tasks whose values match the reference's
+protocol (README, "finetune")."""
 
 import collections
 import dataclasses

@@ -1,4 +1,5 @@
-"""The prototype loss against a direct NumPy transcription of METHOD.md section 3."""
+"""The prototype loss against a direct NumPy transcription of the loss
+(README, "The disentanglement loss")."""
 
 import jax
 import jax.numpy as jnp

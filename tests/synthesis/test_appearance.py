@@ -1,4 +1,5 @@
-"""The appearance model: measured ranges of METHOD.md section 2 and every option."""
+"""The appearance model: the reference's ranges, measured (README, "The
+generator"), and every option."""
 
 import functools
 

@@ -103,6 +103,6 @@ def test_score_and_segment_outputs():
                          np.random.default_rng(3).random((1, 24, 20, 1), np.float32))
   labels, prob = np.asarray(labels), np.asarray(prob)
   assert labels.shape == prob.shape == (24, 20) and set(np.unique(labels)) <= {0, 1}
-  # Thresholded on the probability (the reference thresholds logits at 0.5: TASKS.md 6).
+  # Thresholded on the probability (the reference thresholds logits at 0.5: README, "finetune").
   assert 0 <= prob.min() and prob.max() <= 1
   np.testing.assert_array_equal(labels, (prob > 0.5).astype(np.int32))

@@ -1,8 +1,8 @@
 """The 56 downstream tasks of the RaSD protocol, as plain data (schema.Task).
 
-Values are the reference code defaults read in TASKS.md (sections 1-3) or, for tasks without a
+Values are the reference code defaults (README, "finetune") or, for tasks without a
 reference folder (section 4 and the two extra tasks of section 5), the dataset's standard public
-protocol, marked `inferred`. Reference defects that TASKS.md section 6 lists are not copied:
+protocol, marked `inferred`. Reference defects (README, "finetune") are not copied:
 metrics follow the standard definitions of `rasd_jax.evaluation.metrics` (segmentation Dice
 excludes background; fundus masks come from sigmoid probabilities > 0.5 after [0, 1] scaling;
 an empty class is left out, never scored 0), and schedulers step once per iteration.
@@ -14,7 +14,7 @@ from rasd_jax.data.augmentation import Augmentation
 from rasd_jax.data.tasks.schema import (MODALITY_GROUPS, SEGMENTATION_METRICS, Inference,
                                         Optimizer, Sampling, Schedule, Task)
 
-# 3D segmentation (TASKS.md section 1): SwinUNETR-v2, the CT-T / MR-T templates.
+# 3D segmentation (README, "finetune"): SwinUNETR-v2, the CT-T / MR-T templates.
 
 def _ct(a_min, a_max, spacing):
   return {"template": "CT-T", "intensity": "window", "a_min": a_min, "a_max": a_max,
