@@ -273,14 +273,13 @@ class Lock:
     """Creates the workdir and takes its lock; a ValueError naming the holder where another
     run holds it, or naming the files where the folder holds what no run of ours wrote
     (`allow_foreign`: written into all the same)."""
-    check_storage(self.workdir)  # before the first look (a bucket that does not answer)
+    self._created = not is_remote(self.workdir) and not os.path.isdir(self.workdir)
+    _create(self.workdir)  # a new folder is empty: nothing foreign below
     found = foreign(self.workdir)
     if found and not allow_foreign:
       shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
       raise ValueError(f"workdir {self.workdir!r} holds files that no run of this project "
                        f"wrote ({shown}); nothing was written. Use a new or empty --workdir")
-    self._created = not is_remote(self.workdir) and not os.path.isdir(self.workdir)
-    _create(self.workdir)
     self._started = time.time()
     for _ in range(3):
       held = self._read()

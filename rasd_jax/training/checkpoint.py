@@ -108,8 +108,7 @@ class Checkpointer:
     damaged = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        self._check(step, abstract_state)
-        state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        state = self.restore(abstract_state, step)
       except AnotherModelError:
         raise
       except Exception as e:  # noqa: BLE001 - whatever a damaged checkpoint raises
