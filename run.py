@@ -11,15 +11,20 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from rasd_jax import config as config_lib
 from rasd_jax import jobs
+from rasd_jax import usage
 from rasd_jax import workdir as workdir_lib
 from rasd_jax.training import loop
 from rasd_jax.training import mesh
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "The job's config file, experiments/<name>.py[:ARGS] (ARGS: its arguments).",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder; a rerun resumes it. Default: runs/<config name>[_<args>].")
 flags.mark_flags_as_required(["config"])
+_EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
 # An explicit multi-process launch, as flags or as the variables they set (mesh.py).
 _LAUNCH = {
     "JAX_COORDINATOR_ADDRESS": flags.DEFINE_string(
@@ -67,20 +72,52 @@ def _parse_flags(argv):
   """absl's flag parsing, which loads the config and applies the overrides, with every mistake
   on the command line (a misspelt override key or bad value, an unknown config argument or
   task, a missing config file or --workdir, stray arguments) reported as one `error: ...` line
-  instead of a traceback, before anything is written."""
+  instead of a traceback, before anything is written. With --help (or -h): the help
+  (rasd_jax.usage) instead, of the config file where --config is given."""
+  if usage.asks_for_help(argv):
+    _help(usage.without_help(argv))
+  error = _parse(argv)
+  if error:
+    sys.exit(f"error: {error}")
+  return argv
+
+
+def _parse(argv):
+  """The one-line message of what is wrong on the command line `argv`, or None."""
   try:
     argv = flags.FLAGS(argv)
     _CONFIG.value.job  # a config file that failed to load raises its OSError only when read
   except (flags.Error, OSError) as e:
-    sys.exit(f"error: {_one_line(e)}")
+    return _one_line(e)
   except (AttributeError, KeyError) as e:
     message = _unknown_key(e, argv)
     if message is None:
       raise
-    sys.exit(f"error: {message}")
+    return message
   if len(argv) > 1:
-    sys.exit(f"error: unexpected arguments: {argv[1:]}")
-  return argv
+    return f"unexpected arguments: {argv[1:]}"
+  return None
+
+
+def _help(argv):
+  """Prints the help and exits 0; a config file that cannot be read is an error."""
+  key_flags = flags.FLAGS.get_key_flags_for_module(sys.argv[0])
+  argument = usage.config_arg(argv)
+  if argument is None:
+    text = usage.jobs_help(_EXPERIMENTS, key_flags)
+  else:
+    with config_lib.declared_args() as declared:
+      error = _parse(argv)
+    try:
+      text = usage.config_help(argument, declared, None if error else _CONFIG.value, error,
+                               key_flags)
+    except OSError:
+      sys.exit(f"error: {error}")
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:  # `| head`: the reader has what it wanted; no traceback at exit
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+  sys.exit(0)
 
 
 def default_workdir(config_arg):

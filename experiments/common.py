@@ -24,6 +24,7 @@ def pretrain(*, ndim, size, num_labels, model, batch_size, total_steps, optim, s
   config.job = "pretrain"
   config.seed = seed              # model init and data: sample i of step s is (seed, s, i)
   config.model = model            # a rasd_jax.models name
+  config.init = "scratch"         # or a workdir of the same network's weights to continue from
   config.out_channels = 32        # dense feature channels (README, "Networks")
   config.batch_size = batch_size  # global, over all devices
   config.total_steps = total_steps

@@ -19,6 +19,7 @@ the step with the best validation score.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from rasd_jax.config import parse_arg
 from rasd_jax.data import tasks
@@ -96,6 +97,10 @@ def get_config(arg=None):
   config.head = "add"          # "add": a new linear layer on the 32 features; "replace"
   config.probe = False         # True: train the head only (linear probe)
   config.output = "softmax"    # segmentation: "softmax"; "sigmoid" (binary, 1 channel)
+  config.compute_dtype = "float32"  # "bfloat16": bf16 compute on float32 weights, the loss in
+                               # float32 (the reference's mixed precision; a GPU/TPU gain)
+  config.dropout = config_dict.placeholder(float)  # unset: the reference's, 0.15 in a 2D
+                               # U-Net (MONAI's, after each batch norm), 0 in other networks
   config.evaluation = "heldout"  # or "paper" (see rasd_jax.training.engine)
   config.seed = 0              # model init, train subset, and batches: step s uses (seed, s)
   config.train_fraction = 1.0  # first ceil(F * n) training cases after a seeded shuffle

@@ -1,5 +1,7 @@
-"""The laptop demo: pre-train a small 2D U-Net on synthetic data, then fine-tune it and a
-from-scratch twin on the two offline demo tasks (rasd_jax.data.demo), and write a report.
+"""The laptop demo: pre-train, fine-tune beside from-scratch twins, and report.
+
+Pre-trains a small 2D U-Net on synthetic data, then fine-tunes it and a from-scratch twin on
+the two offline demo tasks (rasd_jax.data.demo), and writes a report.
 
 python run.py --config=experiments/quickstart.py --workdir=W
 About 15 minutes on a 2-core CPU (sized by laptop-scale measurements): W/pretrain (the pretrain

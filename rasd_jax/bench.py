@@ -9,6 +9,11 @@ python -m rasd_jax.bench step_vs_torch --model tiny --ndim 3 --size 64 --batch 2
   our pre-training step and the same network built by MONAI in PyTorch, same batch, loss
   and optimiser, on the same device (PyTorch in a subprocess that ends before JAX starts);
 python -m rasd_jax.bench torch_step ...   (that PyTorch side alone)
+python -m rasd_jax.bench finetune_step --task drive [--model unet_paper] [--size 128]
+  [--batch 2] [--compute-dtype both] [--dropout 0.15] [--repeats 5]
+  the fine-tuning step of a registry task (its patch, batch, classes and output; the
+  engine's scratch network, the reference's dropout unless given), on random data; "both":
+  float32 and bfloat16 side by side in one process
 """
 
 import argparse
@@ -364,6 +369,71 @@ def _step_vs_torch(args):
   return result
 
 
+def _finetune_step(args):
+  """The fine-tuning step (downstream.make_step) of a registry-like config, per compute
+  dtype."""
+  from rasd_jax import models
+  from rasd_jax.data import tasks
+  from rasd_jax.training import downstream
+  from rasd_jax.training import engine
+  from rasd_jax.training import mesh as mesh_lib
+  from rasd_jax.training import optimizer
+  from rasd_jax.training import state as state_lib
+
+  task = tasks.get(args.task)
+  name = models.resolve(args.model or engine.DEFAULT_MODELS[task.ndim])
+  roi = (args.size,) * task.ndim if args.size else tuple(task.roi)
+  batch = args.batch or task.sampling.batch * task.sampling.patches_per_case
+  output = task.inference.output if task.kind == "segmentation" else task.kind
+  outputs = 1 if output in ("sigmoid", "regression") else task.num_classes
+  dropout = models.reference_dropout(name, task.ndim) if args.dropout is None else args.dropout
+  mesh = mesh_lib.make_mesh(batch)
+  tx, schedule = optimizer.make(optimizer.get_config(lr=task.optimizer.lr), total_steps=100)
+
+  def make_model():
+    return models.create_downstream(name, task.ndim, task.in_channels, outputs,
+                                    pooled=task.kind != "segmentation", dropout=dropout,
+                                    rngs=models.init_rngs(0))
+
+  rng = np.random.default_rng(0)
+  image = rng.random((batch,) + roi + (task.in_channels,), dtype=np.float32)
+  label = {"softmax": rng.integers(0, outputs, (batch,) + roi, dtype=np.int32),
+           "sigmoid": rng.integers(0, 2, (batch,) + roi, dtype=np.int32),
+           "classification": rng.integers(0, outputs, (batch,), dtype=np.int32),
+           "multilabel": rng.integers(0, 2, (batch, outputs)).astype(np.float32),
+           "regression": rng.random(batch, dtype=np.float32)}[output]
+  graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
+  data = jax.device_put({"image": image, "label": label}, mesh_lib.batch_sharding(mesh))
+  dtypes = ("float32", "bfloat16") if args.compute_dtype == "both" else (args.compute_dtype,)
+  figures = {}
+  for dtype in dtypes:
+    start = time.perf_counter()
+    step = downstream.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule,
+                                output=output, compute_dtype=dtype).lower(
+                                    abstract, data).compile()
+    compile_s = time.perf_counter() - start
+    state = [state_lib.create(make_model, tx, abstract)]
+
+    def train(_):
+      state[0], metrics = step(state[0], data)
+      jax.block_until_ready(metrics)
+
+    _, step_s = _median_s(train, args.repeats)
+    figures[dtype] = {"compile_s": round(compile_s, 3), "step_s": round(step_s, 4)}
+  result = {
+      "bench": "finetune_step", "task": task.name, "ndim": task.ndim, "roi": list(roi),
+      "batch": batch, "model": name, "output": output, "num_outputs": outputs,
+      "dropout": dropout, "devices": mesh.shape["data"], "backend": jax.default_backend(),
+      "device_kind": jax.devices()[0].device_kind,
+      **{f"{dtype}_{k}": v for dtype, f in figures.items() for k, v in f.items()},
+      "repeats": args.repeats, "peak_rss_mb": _peak_rss_mb(),
+  }
+  if len(figures) == 2:
+    result["bfloat16_speedup"] = round(
+        figures["float32"]["step_s"] / figures["bfloat16"]["step_s"], 3)
+  return result
+
+
 def _step_argv(args):
   """The command-line arguments that make `args` (the pretrain options) again."""
   argv = ["--model", args.model, "--ndim", str(args.ndim), "--size", str(args.size),
@@ -415,11 +485,28 @@ def main(argv=None):
                                "network in PyTorch"), torch_compile=True)
   _step_options(sub.add_parser("torch_step", help="the PyTorch side of step_vs_torch"),
                 torch_compile=True)
+  p = sub.add_parser("finetune_step", help="fine-tuning step time, float32 and bfloat16")
+  p.add_argument("--task", default="drive", help="a registry task (rasd_jax.data.tasks)")
+  p.add_argument("--model", default="",
+                 help="a rasd_jax.models name; default: the engine's scratch network")
+  p.add_argument("--size", type=int, default=0, help="patch side; default: the task's patch")
+  p.add_argument("--batch", type=int, default=0, help="default: the task's batch")
+  p.add_argument("--compute-dtype", "--compute_dtype", default="both",
+                 choices=("float32", "bfloat16", "both"))
+  p.add_argument("--dropout", type=float, default=None,
+                 help="default: the reference's (0.15 in a 2D U-Net, else 0)")
+  p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
   args = parser.parse_args(argv)
   if args.repeats < 5:
     parser.error("--repeats must be at least 5")
+  if args.bench in ("step_vs_torch", "torch_step"):
+    from rasd_jax import interop
+    try:
+      interop.require(f"python -m rasd_jax.bench {args.bench}", "torch", "monai", "einops")
+    except ValueError as e:
+      sys.exit(f"error: {e}")
   benches = {"synthesis": _synthesis, "pretrain": _pretrain, "step_vs_torch": _step_vs_torch,
-             "torch_step": _torch_step}
+             "torch_step": _torch_step, "finetune_step": _finetune_step}
   print(json.dumps(benches[args.bench](args)))
 
 

@@ -2,9 +2,11 @@
 
 `get_config("ndim=2,size=256,runlocal")` receives the text after the colon of
 `--config=experiments/x.py:ndim=2,size=256,runlocal`. `parse_arg` turns it into a
-ConfigDict whose values take the types of the given defaults.
+ConfigDict whose values take the types of the given defaults. `declared_args` collects the
+names and defaults a config file declares this way, for its help (rasd_jax.usage).
 """
 
+import contextlib
 import difflib
 
 import ml_collections
@@ -25,8 +27,26 @@ def _convert(name, text, default):
         f"config argument {name}={text!r}: expected {type(default).__name__}") from None
 
 
+# The lists of the `declared_args` blocks open now.
+_declared = []
+
+
+@contextlib.contextmanager
+def declared_args():
+  """Yields a list that collects `(arg, defaults)` of each parse_arg call in the block, in
+  order: the first is the config's own (a config may build others, each parsing theirs)."""
+  calls = []
+  _declared.append(calls)
+  try:
+    yield calls
+  finally:
+    _declared.remove(calls)
+
+
 def parse_arg(arg, **defaults):
   """Parses `"a=1,b=x,flag"` against typed defaults; unknown names are errors."""
+  for calls in _declared:
+    calls.append((arg, dict(defaults)))
   values = dict(defaults)
   for item in filter(None, (arg or "").split(",")):
     name, _, text = item.partition("=")

@@ -1,5 +1,7 @@
-"""The notebooks run end to end (at tiny sizes) from the installed package, as a user runs them:
-`pip install .` into a fresh virtual environment, then each notebook in a Jupyter kernel of that
+"""The notebooks are stored executed (by notebooks/execute.py, at the sizes of their parameter
+cells), so that their figures and tables show without running them; and they run end to end (at
+tiny sizes) from the installed package, as a user runs them: `pip install .` into a fresh virtual
+environment, then each notebook, its stored outputs removed, in a Jupyter kernel of that
 environment's python, from a folder outside the repository and without PYTHONPATH."""
 
 import json
@@ -92,19 +94,34 @@ def installed(tmp_path_factory):
   return venv
 
 
-def _notebook(name):
-  """notebooks/<name>, checked: stored without outputs, its first code cell the install cell,
-  and no cell changes the import path."""
+def _stored(name):
+  """notebooks/<name> as stored (with its outputs), checked: its first code cell the install
+  cell, and no cell changes the import path."""
   nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
   nbformat.validate(nb)
   code = [cell for cell in nb.cells if cell.cell_type == "code"]
-  assert all(not cell.outputs and cell.execution_count is None for cell in code), (
-      f"{name} is stored with outputs")
   assert 'importlib.util.find_spec("rasd_jax") is None' in code[0].source, (
       f"the first code cell does not install rasd_jax where it is missing:\n{code[0].source}")
   for cell in code:
     assert "sys.path" not in cell.source, f"a cell changes the import path:\n{cell.source}"
   return nb
+
+
+def _notebook(name):
+  """notebooks/<name> (_stored) with its stored outputs removed, ready to run."""
+  nb = _stored(name)
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      cell.outputs, cell.execution_count = [], None
+  return nb
+
+
+def _parameter_cell(nb, keys):
+  """The one code cell of `nb` that assigns every name of `keys`."""
+  defines = [cell for cell in nb.cells if cell.cell_type == "code" and all(
+      re.search(rf"^{key}\s*=", cell.source, re.MULTILINE) for key in keys)]
+  assert len(defines) == 1, f"{len(defines)} code cells define all of {list(keys)}"
+  return defines[0]
 
 
 def _run(nb, venv, cwd, monkeypatch):
@@ -140,11 +157,8 @@ def _execute(name, parameters, venv, cwd, monkeypatch):
   dict) reduced to those assignments; returns the outputs of its code cells, in order. The
   install cell must do nothing: the package is installed."""
   nb = _notebook(name)
-  code = [cell for cell in nb.cells if cell.cell_type == "code"]
-  defines = [cell for cell in code if all(re.search(rf"^{key}\s*=", cell.source, re.MULTILINE)
-                                          for key in parameters)]
-  assert len(defines) == 1, f"{len(defines)} code cells define all of {list(parameters)}"
-  defines[0].source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
+  _parameter_cell(nb, parameters).source = "\n".join(
+      f"{key} = {value!r}" for key, value in parameters.items())
   outputs = _run(nb, venv, cwd, monkeypatch)
   assert not outputs[0], f"the install cell did something: {outputs[0]}"
   return [out for cell in outputs for out in cell]
@@ -201,58 +215,38 @@ def _stdout(outputs):
                  if out.output_type == "stream" and out.name == "stdout")
 
 
-def test_synthesis_explorer_runs(installed, tmp_path, monkeypatch):
-  outputs = _execute("synthesis_explorer.ipynb", dict(SIZE_2D=32, SIZE_3D=32, BATCH=2),
-                     installed, tmp_path, monkeypatch)
-  assert _images(outputs), "no cell displayed an image"
+def _check_synthesis_explorer(outputs, parameters):
+  """The montages and tables of synthesis_explorer.ipynb, run with `parameters`."""
+  assert len(_images(outputs)) == 6, "expected 6 montages"
+  text = _stdout(outputs)
+  batch, size_2d, size_3d = (parameters[key] for key in ("BATCH", "SIZE_2D", "SIZE_3D"))
+  assert f"'image': (({batch}, {size_2d}, {size_2d}, 1), 'float32')" in text, text
+  assert f"'label': ({batch}, {size_3d}, {size_3d}, {size_3d})" in text, text
+  # The comparison table: a row per configuration.
+  assert re.search(r"^config +labels_present +boundary_fraction", text, re.MULTILINE), text
+  for name in ("reference", "clean", "strong bias", "high noise", "artefacts", "multi-contrast"):
+    assert re.search(rf"^{name} +\d", text, re.MULTILINE), text
 
 
-@pytest.mark.slow(90)
-def test_pretraining_runs(installed, tmp_path, monkeypatch):
-  steps = 4
-  outputs = _execute("pretraining.ipynb", dict(MODEL="unet_tiny", SIZE=32, STEPS=steps, BATCH=2,
-                                               WORKDIR="run"), installed, tmp_path, monkeypatch)
-
-  # A relative WORKDIR is under the working folder.
-  workdir = os.path.join(tmp_path, "run")
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    metrics = [json.loads(line) for line in f if line.strip()]
-  assert [m["step"] for m in metrics] == list(range(1, steps + 1))
-  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(steps)))
-
+def _check_pretraining(outputs, parameters):
+  """The figures and lines of pretraining.ipynb, run with `parameters`."""
+  size, steps = parameters["SIZE"], parameters["STEPS"]
   # Training curves, then the features of a synthetic sample and of the MRI slice.
   assert len(_images(outputs)) == 3, "expected 3 figures"
   text = _stdout(outputs)
+  assert f"{steps} logged steps, last {steps}: loss " in text, text
   # Trained and untrained network, on the synthetic sample and on the MRI slice.
-  assert text.count("feature image shape (32, 32, 3)") == 4, text
+  assert text.count(f"feature image shape ({size}, {size}, 3)") == 4, text
   assert f"pre-trained ({steps} steps): proto_acc" in text, text
-  assert "resized to (32, 32)" in text, text
+  assert f"resized to ({size}, {size})" in text, text
 
 
-@pytest.mark.slow(90)
-def test_finetune_runs(installed, tmp_path, monkeypatch):
-  steps = 6
-  outputs = _execute("finetune.ipynb", dict(MODEL="unet_tiny", ROI=32, PRETRAIN_STEPS=4,
-                                            FINETUNE_STEPS=steps, EVAL_EVERY=3, WORKDIR="run"),
-                     installed, tmp_path, monkeypatch)
-
-  workdir = os.path.join(tmp_path, "run")
-  with open(os.path.join(workdir, "nuclei_decathlon", "dataset.json")) as f:
-    dataset = json.load(f)
-  assert [len(dataset[k]) for k in ("training", "validation", "test")] == [2, 2, 2]
-  runs = {"scratch": ("scratch", False), "pre-trained": (os.path.join(workdir, "pretrain"), False),
-          "linear_probe": (os.path.join(workdir, "pretrain"), True)}
-  for name, (init, probe) in runs.items():
-    with open(os.path.join(workdir, name, "results.json")) as f:
-      results = json.load(f)
-    assert (results["init"], results["probe"], results["total_steps"]) == (init, probe, steps)
-    with open(os.path.join(workdir, name, "val_metrics.jsonl")) as f:
-      assert [json.loads(line)["step"] for line in f if line.strip()] == [3, 6], name
-  assert os.path.exists(os.path.join(workdir, "pre-trained", "transfer.txt"))
-
+def _check_finetune(outputs, parameters):
+  """The figures and tables of finetune.ipynb, run with `parameters`."""
   # The data split, the validation curves, the test predictions.
   assert len(_images(outputs)) == 3, "expected 3 figures"
   text = _stdout(outputs)
+  assert f"; {parameters['FINETUNE_STEPS']} fine-tuning steps per run" in text, text
   assert re.search(r"^init +probe +selected step +val Dice +test Dice +test HD95 +test NSD$",
                    text, re.MULTILINE), text
   for name, probe in (("scratch", False), ("pre-trained", False), ("linear probe", True)):
@@ -262,3 +256,75 @@ def test_finetune_runs(installed, tmp_path, monkeypatch):
   assert "no drive download found in " in text and "drive.grand-challenge.org" in text, text
   # The split lists ship inside the installed package.
   assert "split list: 14 train / 6 val, from Downstream/DRIVE/DRIVE.json" in text, text
+
+
+# Per notebook: the check of its outputs, and the parameters that the check reads.
+CHECKS = {"synthesis_explorer.ipynb": (_check_synthesis_explorer, ("SIZE_2D", "SIZE_3D", "BATCH")),
+          "pretraining.ipynb": (_check_pretraining, ("SIZE", "STEPS")),
+          "finetune.ipynb": (_check_finetune, ("FINETUNE_STEPS",))}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_executed(name):
+  """notebooks/<name> is stored as `python notebooks/execute.py` leaves it: run top to bottom in
+  one kernel (its code cells numbered 1, 2, ... in order), without an error, the install cell
+  doing nothing, and showing the figures and tables of a run at the values of its parameter
+  cell."""
+  nb = _stored(name)
+  code = [cell for cell in nb.cells if cell.cell_type == "code"]
+  counts = [cell.execution_count for cell in code]
+  assert counts == list(range(1, len(code) + 1)), (
+      f"{name} is not stored as run top to bottom (execution counts {counts}): "
+      f"python notebooks/execute.py {name.removesuffix('.ipynb')}")
+  outputs = [out for cell in code for out in cell.outputs]
+  errors = [out for out in outputs if out.output_type == "error"]
+  assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+  assert not code[0].outputs, f"the install cell did something: {code[0].outputs}"
+  check, keys = CHECKS[name]
+  parameters = {}
+  exec(_parameter_cell(nb, keys).source, parameters)  # plain assignments
+  check(outputs, parameters)
+
+
+def test_synthesis_explorer_runs(installed, tmp_path, monkeypatch):
+  parameters = dict(SIZE_2D=32, SIZE_3D=32, BATCH=2)
+  outputs = _execute("synthesis_explorer.ipynb", parameters, installed, tmp_path, monkeypatch)
+  _check_synthesis_explorer(outputs, parameters)
+
+
+@pytest.mark.slow(90)
+def test_pretraining_runs(installed, tmp_path, monkeypatch):
+  parameters = dict(MODEL="unet_tiny", SIZE=32, STEPS=4, BATCH=2, WORKDIR="run")
+  outputs = _execute("pretraining.ipynb", parameters, installed, tmp_path, monkeypatch)
+
+  # A relative WORKDIR is under the working folder.
+  workdir = os.path.join(tmp_path, "run")
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    metrics = [json.loads(line) for line in f if line.strip()]
+  steps = parameters["STEPS"]
+  assert [m["step"] for m in metrics] == list(range(1, steps + 1))
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(steps)))
+  _check_pretraining(outputs, parameters)
+
+
+@pytest.mark.slow(90)
+def test_finetune_runs(installed, tmp_path, monkeypatch):
+  parameters = dict(MODEL="unet_tiny", ROI=32, PRETRAIN_STEPS=4, FINETUNE_STEPS=6, EVAL_EVERY=3,
+                    WORKDIR="run")
+  outputs = _execute("finetune.ipynb", parameters, installed, tmp_path, monkeypatch)
+
+  workdir = os.path.join(tmp_path, "run")
+  with open(os.path.join(workdir, "nuclei_decathlon", "dataset.json")) as f:
+    dataset = json.load(f)
+  assert [len(dataset[k]) for k in ("training", "validation", "test")] == [2, 2, 2]
+  steps = parameters["FINETUNE_STEPS"]
+  runs = {"scratch": ("scratch", False), "pre-trained": (os.path.join(workdir, "pretrain"), False),
+          "linear_probe": (os.path.join(workdir, "pretrain"), True)}
+  for name, (init, probe) in runs.items():
+    with open(os.path.join(workdir, name, "results.json")) as f:
+      results = json.load(f)
+    assert (results["init"], results["probe"], results["total_steps"]) == (init, probe, steps)
+    with open(os.path.join(workdir, name, "val_metrics.jsonl")) as f:
+      assert [json.loads(line)["step"] for line in f if line.strip()] == [3, 6], name
+  assert os.path.exists(os.path.join(workdir, "pre-trained", "transfer.txt"))
+  _check_finetune(outputs, parameters)

@@ -2,7 +2,7 @@
 
 `Augmentation` lists the random transforms `pipeline.augment` applies; a task's own
 (`task.augmentation`) or, when it has none, its preprocessing template's default
-(`augmentation_of`). Values follow the reference chains (README, "finetune").
+(`augmentation_of`). Values follow the reference chains (docs/protocol.md).
 
 Segmentation, after the RandCropByPosNegLabel patch, in this order: RandFlip (`flip_prob`, each
 of `flip_axes` on its own draw, or all together with `flip_together`), RandRotate90 (max_k 3,
@@ -24,7 +24,7 @@ keeps that margin), then brightness and contrast, clipped to [0, 1]:
   contrast m + u * (x - m), u uniform in 1 +- contrast, m the image's mean grey (ITU-R 601 luma
   of RGB) rounded to 1/255 as PIL does; clipped after each. PIL also rounds to 8 bits after
   each step; we stay in float. DRAC's reference draws its two flips p0.5 and then discards them
-  (README, "finetune"); reference defects are not copied, so its entry flips.
+  (docs/protocol.md); reference defects are not copied, so its entry flips.
 Each of brightness and contrast is applied with probability `jitter_prob`; both expect inputs
 in [0, 1] (the "scale" and "minmax" intensities). The reference jitters before its resize; we
 jitter the resized input, which differs only where the clip bites. A task whose preprocessing
@@ -72,7 +72,7 @@ class Augmentation:
 
 
 # Preprocessing template -> the default. CT-T, MR-T and fundus are the reference chains
-# (README, "finetune"); MR-T's probabilities are hard-coded to 0.1 there. 2d-generic and
+# (docs/protocol.md); MR-T's probabilities are hard-coded to 0.1 there. 2d-generic and
 # custom flip each axis p0.5; npy flips the in-plane axes of volumes stored slices first.
 TEMPLATES = {
     "CT-T": Augmentation(flip_prob=0.2, rot90_prob=0.2, shift_prob=0.1),

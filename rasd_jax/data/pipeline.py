@@ -39,6 +39,7 @@ other kinds the inputs are resized, and spacing is None.
 instance ids (int32, same grid as label), for object-level metrics; other tasks have no key.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -49,7 +50,7 @@ from rasd_jax.data import tasks
 from rasd_jax.data import transforms
 
 
-def _first_path(paths):
+def first_path(paths):
   return os.fspath(paths if isinstance(paths, (str, os.PathLike)) else paths[0])
 
 
@@ -117,8 +118,11 @@ def map_label(task, label, path):
 
 def _spatial(task, image, labels, affine):
   """CT-T / MR-T geometry: RAS, CT-T resampling; then the foreground crop after intensity.
-  labels: (L, *S) integer maps (the label, and the instance ids where kept) moved alike."""
+  labels: (L, *S) integer maps (the label, and the instance ids where kept) moved alike.
+  Returns the image, labels, affine of the grid before the crop, and the geometry
+  (`to_native`)."""
   prep = task.preprocessing
+  geometry = {"shape": image.shape[1:], "affine": affine}
   labels, _ = transforms.reorient_to_ras(labels, affine)
   image, affine = transforms.reorient_to_ras(image, affine)
   if prep["template"] == "CT-T" and prep.get("spacing") is not None:
@@ -126,8 +130,35 @@ def _spatial(task, image, labels, affine):
     image, affine = transforms.resample_to_spacing(image, affine, prep["spacing"], order=1)
   image = _intensity(task, image)
   k = 1 if prep["template"] == "CT-T" else tuple(r or 1 for r in task.roi)
-  image, labels, _ = transforms.crop_foreground(image, labels, k_divisible=k)
-  return image, labels, affine
+  geometry.update(grid_shape=image.shape[1:], grid_affine=affine)
+  image, labels, geometry["crop"] = transforms.crop_foreground(image, labels, k_divisible=k)
+  return image, labels, affine, geometry
+
+
+def to_native(maps, geometry, order=0, fill=0):
+  """Maps (C, *S) on a prepared sample's grid (a network's labels or probabilities) on the
+  grid of the image file it was prepared from: the inverse of `prepare`'s crop,
+  reorientation and resampling, from its sample["geometry"]. Outside the crop: `fill` (one
+  value or one per channel: 1 for a softmax's background). order 0 (labels): nearest
+  neighbour; 1 (probabilities): linear where a resampling is undone. A crop and a
+  reorientation alone are undone exactly (every voxel back where it came from)."""
+  if "crop" not in geometry:  # prepared on the file's own grid
+    return maps
+  maps = transforms.uncrop(maps, *geometry["crop"], geometry["grid_shape"], fill)
+  return transforms.resample_to_grid(maps, geometry["grid_affine"], geometry["affine"],
+                                     geometry["shape"], order)
+
+
+def native_target(task, geometry):
+  """(label map as class indices, spacing) of a prepared sample's label file, on its own grid:
+  what a prediction mapped back by `to_native` is scored against."""
+  label, _ = readers.read_label(geometry["label"])
+  return map_label(task, label, geometry["label"]), spacing_of(geometry["affine"], task.ndim)
+
+
+def spacing_of(affine, ndim):
+  """Voxel size per spatial axis, from an affine (1.0 each for files without one)."""
+  return tuple(float(s) for s in np.linalg.norm(np.asarray(affine)[:-1, :ndim], axis=0))
 
 
 def _centre_crop(image, crop):
@@ -191,13 +222,16 @@ def _read_planes(task, entry, margin):
   return np.stack(volumes)
 
 
-def prepare(task, entry, training=False):
+def prepare(task, entry, training=False, labelled=True):
   """The deterministic preprocessing of one case: {"image", "label", "spacing", "id"}, plus
   "instances" where the task binarizes instance masks (module docstring).
 
   entry: {"image": path or [paths], "label": mask path (segmentation), class index, [0/1, ...]
   or float, "id": str}. image: float32 (C, *S); label: int32 (*S) for segmentation, else as
-  given; spacing: see the module docstring; id: entry["id"], else the first image path.
+  given; spacing: see the module docstring; id: entry["id"], else the first image path;
+  geometry (segmentation): the image and label files, and how to map the sample's grid back
+  to theirs (`to_native`). labelled=False (prediction): the entry has no label; "label" is
+  None.
   training: an image-level task whose augmentation has a crop_offset keeps that margin around
   its centre crop (the image is larger than the input size; augment crops it); otherwise
   training and validation inputs are the same.
@@ -206,36 +240,38 @@ def prepare(task, entry, training=False):
   template = prep.get("template")
   if template not in augmentation.TEMPLATES:
     raise ValueError(f"task {task.name!r}: unknown preprocessing template {template!r}")
-  path = _first_path(entry["image"])
+  path = first_path(entry["image"])
   sample_id = str(entry.get("id") or path)
   segmentation = task.kind == "segmentation"
   margin = int(augmentation.augmentation_of(task).crop_offset) if training else 0
   if prep.get("planes"):
-    return {"image": _read_planes(task, entry, margin), "label": entry["label"],
+    return {"image": _read_planes(task, entry, margin), "label": entry.get("label"),
             "spacing": None, "id": sample_id}
-  if segmentation and entry.get("label") is None:
+  if segmentation and labelled and entry.get("label") is None:
     raise ValueError(f"{path}: a segmentation entry needs a 'label' mask")
   image, label, affine = readers.read_case(
-      {"image": entry["image"], "label": entry["label"] if segmentation else None})
+      {"image": entry["image"], "label": entry.get("label") if segmentation else None})
   if image.ndim - 1 != task.ndim:
     raise ValueError(f"{path}: image of spatial shape {image.shape[1:]} is not {task.ndim}D as "
                      f"task {task.name!r} needs")
   image = input_channels(task, image, path)
   if not segmentation:
     return {"image": np.ascontiguousarray(_image_level_input(task, image, margin), np.float32),
-            "label": entry["label"], "spacing": None, "id": sample_id}
+            "label": entry.get("label"), "spacing": None, "id": sample_id}
+  if label is None:
+    label = np.zeros(image.shape[1:], np.int32)
   instances = label.astype(np.int32) if prep.get("binarize") == "nonzero" else None
-  labels = map_label(task, label, entry["label"])[None]
+  labels = map_label(task, label, entry.get("label"))[None]
   if instances is not None:
     labels = np.concatenate([labels.astype(np.int32), instances[None]])
   if template in ("CT-T", "MR-T"):
-    image, labels, affine = _spatial(task, image, labels, affine)
+    image, labels, affine, geometry = _spatial(task, image, labels, affine)
   else:
-    image = _intensity(task, image)
+    image, geometry = _intensity(task, image), {"shape": image.shape[1:], "affine": affine}
   out = {"image": np.ascontiguousarray(image, np.float32),
-         "label": np.ascontiguousarray(labels[0], np.int32),
-         "spacing": tuple(float(s) for s in np.linalg.norm(affine[:-1, :task.ndim], axis=0)),
-         "id": sample_id}
+         "label": np.ascontiguousarray(labels[0], np.int32) if labelled else None,
+         "spacing": spacing_of(affine, task.ndim), "id": sample_id,
+         "geometry": dict(geometry, path=path, label=entry.get("label"))}
   if instances is not None:
     out["instances"] = np.ascontiguousarray(labels[1], np.int32)
   return out
@@ -312,6 +348,39 @@ def custom_task(kind, ndim, in_channels, classes, roi, name="custom", modality="
       sampling=tasks.Sampling(pos=1, neg=1), optimizer=tasks.Optimizer(),
       schedule=tasks.Schedule(epochs=1), inference=tasks.Inference(),
       metrics=tasks.METRICS.get(kind, ()))
+
+
+def task_record(task):
+  """What rebuilds `task` (`from_task_record`), as JSON: a registry task's name, or the fields
+  of custom data's task, with the run's roi."""
+  if task.name in tasks.TASKS and dataclasses.replace(tasks.get(task.name), roi=task.roi) == task:
+    return {"name": task.name, "roi": list(task.roi)}
+  record = {"name": "custom", "kind": task.kind, "ndim": task.ndim,
+            "in_channels": task.in_channels, "classes": list(task.classes),
+            "modality": task.modality, "roi": list(task.roi)}
+  if from_task_record(record) != dataclasses.replace(task, name="custom"):
+    raise ValueError(f"task {task.name!r} is neither a registry task nor custom data's")
+  return record
+
+
+def from_task_record(record):
+  """The tasks.Task a `task_record` describes (a registry task: its entry with the record's
+  roi; custom data: the task custom_task makes of its fields)."""
+  roi = tuple(record["roi"])
+  if record["name"] != "custom":
+    return dataclasses.replace(tasks.get(record["name"]), roi=roi)
+  return custom_task(record["kind"], record["ndim"], record["in_channels"],
+                     tuple(record["classes"]), roi, modality=record.get("modality", "unknown"))
+
+
+def label_values(task):
+  """The value written for each class in a label file: the file's own where task.label_map
+  maps its values one to one (a BraTS 4 goes back to 4), else the class index."""
+  values = np.arange(task.num_classes)
+  if task.label_map and len(set(task.label_map.values())) == len(task.label_map):
+    for value, index in task.label_map.items():
+      values[index] = value
+  return values
 
 
 def _class_members(samples):

@@ -220,7 +220,7 @@ def _custom(source, image_column, label_column, num_classes):
                             ".csv or a folder of class folders")
   kind, lists, names, _, modality = sources.custom_lists(
       **given, image_column=image_column, label_column=label_column)
-  task = sources.custom_task(kind, lists["train"], names, num_classes, (None,), modality)
+  task = sources.task_of_cases(kind, lists["train"], names, num_classes, (None,), modality)
   base = source if what == "class folders" else os.path.dirname(source)
   cases, fold = {}, {}
   for split, entries in lists.items():
@@ -236,16 +236,14 @@ def _custom(source, image_column, label_column, num_classes):
   return task, downloads.Listing(cases, [fold]), what
 
 
-def custom_task(data_dir, roi):
+def task_of_folder(data_dir, roi):
   """The tasks.Task of the user's data prepared in `data_dir` (task=custom), with `roi`."""
   read_summary(data_dir)  # a folder that was not prepared: the error says how to prepare it
   made = _read_manifest(data_dir)
   if "custom" not in made:
     raise ValueError(f"{data_dir} was prepared for task {made['task']!r}, not task=custom")
-  task = made["custom"]
-  return pipeline.custom_task(task["kind"], task["ndim"], task["in_channels"],
-                              tuple(task["classes"]),
-                              sources.expand_roi(roi, task["ndim"]), modality=task["modality"])
+  return pipeline.from_task_record(dict(made["custom"], name="custom",
+                                       roi=sources.expand_roi(roi, made["custom"]["ndim"])))
 
 
 def prepare(task, source, out, *, image_column="image", label_column="label", num_classes=0,

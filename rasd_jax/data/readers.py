@@ -327,7 +327,8 @@ def _load(path, as_label):
                    f"{', '.join(READABLE_SUFFIXES)}")
 
 
-def _read_label(path, num_classes):
+def read_label(path, num_classes=None):
+  """(int32 label map (*S), affine) of a mask file, checked as read_case checks it."""
   data, affine = _load(path, as_label=True)
   if data.shape[0] != 1:
     raise ValueError(f"label {path} has {data.shape[0]} channels, expected one")
@@ -402,7 +403,7 @@ def read_case(entry, num_classes=None, affine_atol=1e-3):
   image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
   label = None
   if entry.get("label") is not None:
-    label, affine = _read_label(entry["label"], num_classes)
+    label, affine = read_label(entry["label"], num_classes)
     _check_same_grid(reference, "label", entry["label"], label.shape, affine, affine_atol)
   return image, label, reference[2]
 

@@ -67,7 +67,7 @@ def custom_lists(*, json_path="", csv_path="", folders="", image_column="image",
           "unknown")
 
 
-def custom_task(kind, train, names, num_classes, roi, modality="unknown"):
+def task_of_cases(kind, train, names, num_classes, roi, modality="unknown"):
   """The task of the user's data: spatial dims and channels from the first training case;
   segmentation classes from `num_classes`, else the json's label names, else the largest
   training label; `roi` one size per axis or one for all."""

@@ -94,8 +94,8 @@ class RasdConfig(tfds.core.BuilderConfig):
   threads: int = 4
 
   def __post_init__(self):
-    if self.evaluation not in ("heldout", "paper"):
-      raise ValueError(f"evaluation {self.evaluation!r}: 'heldout' or 'paper'")
+    if self.evaluation not in tasks.EVALUATIONS:
+      raise ValueError(f"evaluation {self.evaluation!r}: one of {tasks.EVALUATIONS}")
     if self.task == "custom" and self.fold:
       raise ValueError(f"fold {self.fold}: task custom has no folds (only 0)")
     self.recipe = recipe(self.task, fold=self.fold, roi=self.roi, evaluation=self.evaluation,
@@ -222,7 +222,7 @@ class RasdTasks(tfds.core.GeneratorBasedBuilder):
     split = splits_lib.make_splits(lists, source=source, folds=folds, fold=made["fold"],
                                    seed=None, test=made["evaluation"] == "heldout")
     if made["task"] == "custom":
-      task = sources.custom_task(kind, split["train"], names, made["num_classes"], (None,),
+      task = sources.task_of_cases(kind, split["train"], names, made["num_classes"], (None,),
                                  modality)
     self.info.metadata["task"] = {"name": task.name, "kind": task.kind, "ndim": task.ndim,
                                   "in_channels": task.in_channels,
@@ -275,12 +275,8 @@ def task_of(path, roi):
   """The tasks.Task of the dataset in `path`, with the run's `roi`: a registry task's entry, or
   custom data's task as the finetune job makes it from the files."""
   made, task = _built(path)
-  if made["task"] != "custom":
-    return dataclasses.replace(tasks.get(made["task"]),
-                               roi=sources.expand_roi(roi, task["ndim"]))
-  return pipeline.custom_task(task["kind"], task["ndim"], task["in_channels"],
-                              tuple(task["classes"]), sources.expand_roi(roi, task["ndim"]),
-                              modality=task.get("modality", "unknown"))
+  return pipeline.from_task_record(dict(task, name=made["task"],
+                                        roi=sources.expand_roi(roi, task["ndim"])))
 
 
 def records(path, train_fraction=1.0, seed=0):

@@ -81,6 +81,32 @@ def resample_to_spacing(image, affine, spacing, order):
   return _sample(image, out_to_in[:-1, :-1], 0.0, shape, order), new_affine
 
 
+def resample_to_grid(image, affine, target_affine, shape, order):
+  """`image` (C, *S) on the voxel grid `affine`, sampled at the voxels of the grid
+  (`target_affine`, `shape`): each output voxel takes the input at the same world position,
+  border values repeated past the edges (order 0: nearest, keeps the dtype; 1: linear,
+  float32). Where the grids differ by a voxel permutation, flips and a whole-voxel shift (a
+  reorientation, a crop), every voxel is copied exactly."""
+  out_to_in = np.linalg.solve(np.asarray(affine, float), np.asarray(target_affine, float))
+  rounded = np.round(out_to_in)
+  if np.allclose(out_to_in, rounded, atol=1e-4):
+    out_to_in, order = rounded, 0
+  return _sample(image, out_to_in[:-1, :-1], out_to_in[:-1, -1], tuple(shape), order)
+
+
+def uncrop(array, start, end, shape, fill=0):
+  """The inverse of crop_foreground's crop [start, end) (which may reach past the array):
+  `array` (C, *box) placed back in a (C, *shape) array; elsewhere `fill`, one value or one
+  per channel."""
+  out = np.empty(array.shape[:1] + tuple(shape), array.dtype)
+  out[...] = np.reshape(fill, (-1,) + (1,) * len(shape))
+  start, end = np.asarray(start), np.asarray(end)
+  low, high = np.maximum(start, 0), np.minimum(end, shape)
+  out[(slice(None),) + tuple(map(slice, low, high))] = array[
+      (slice(None),) + tuple(map(slice, low - start, high - start))]
+  return out
+
+
 def scale_intensity_range(image, a_min, a_max, b_min=0.0, b_max=1.0, clip=True):
   """Maps [a_min, a_max] linearly to [b_min, b_max] (MONAI ScaleIntensityRange; the CT window)."""
   if a_max == a_min:

@@ -10,13 +10,14 @@ import time
 
 import numpy as np
 
+from rasd_jax.data import pipeline
 from rasd_jax.evaluation import metrics
 from rasd_jax.workdir import log
 from rasd_jax.workdir import json_ready
 
 
 def dice_with_background(pred, target, num_classes):
-  """The reference's fundus Dice of one case (evaluation "paper", README's finetune section):
+  """The reference's fundus Dice of one case (evaluation "paper", docs/metrics.md):
   the mean over every class, background included, of 2|P ∩ T| / (|P| + |T|) (a class in
   neither: left out)."""
   values = []
@@ -27,7 +28,8 @@ def dice_with_background(pred, target, num_classes):
   return float(np.mean(values))
 
 
-def score_segmentation(segment, weights, samples, task, background=False, gather=list):
+def score_segmentation(segment, weights, samples, task, background=False, gather=list,
+                       native=False, keep=None):
   """Dataset Dice/HD95/NSD over the foreground classes, per region where the task has
   regions (BraTS TC/WT/ET), and the task's extra_metrics (metrics.segmentation_extra_metrics:
   object F1, AJI, PQ, IoU, AUPR ...; instance maps from a sample's "instances"). segment:
@@ -35,22 +37,35 @@ def score_segmentation(segment, weights, samples, task, background=False, gather
   `background`: "dice" is the mean over cases of dice_with_background (the reference's
   fundus definition); the per-class values stay foreground-only. `gather`: this process's
   per-case results -> every process's, in the cases' order (mesh.gather; with one process,
-  `samples` are all the cases)."""
+  `samples` are all the cases). Scored on the samples' grid (after the preprocessing's
+  reorientation, resampling and crop, as the reference scores), or with `native` on each
+  label file's own grid and spacing (the prediction mapped back: pipeline.to_native), where
+  the sample knows its files. `keep(sample, label map)`: called with each case's prediction
+  on the grid it is scored on (the finetune job writes the test cases')."""
   cases = []
   for sample in samples:
     image = np.moveaxis(sample["image"], 0, -1)[None]
     pred, prob = (np.asarray(x) for x in segment(weights, image))
-    case = {"metrics": metrics.segmentation_metrics(
-        pred, sample["label"], task.num_classes, spacing=sample["spacing"])}
+    target, spacing = sample["label"], sample["spacing"]
+    instances = sample.get("instances")
+    if native and "geometry" in sample:
+      geometry = sample["geometry"]
+      pred = pipeline.to_native(pred[None], geometry)[0]
+      prob = pipeline.to_native(prob[None], geometry, order=1)[0]
+      target, spacing = pipeline.native_target(task, geometry)
+      if instances is not None:
+        instances = pipeline.to_native(instances[None], geometry)[0]
+    if keep is not None:
+      keep(sample, pred)
+    case = {"metrics": metrics.segmentation_metrics(pred, target, task.num_classes,
+                                                    spacing=spacing)}
     if background:
-      case["with_background"] = dice_with_background(pred, sample["label"], task.num_classes)
+      case["with_background"] = dice_with_background(pred, target, task.num_classes)
     case["regions"] = {name: metrics.segmentation_metrics(
-        np.isin(pred, members).astype(np.int32),
-        np.isin(sample["label"], members).astype(np.int32), 2, spacing=sample["spacing"])
-        for name, members in (task.regions or {}).items()}
+        np.isin(pred, members).astype(np.int32), np.isin(target, members).astype(np.int32), 2,
+        spacing=spacing) for name, members in (task.regions or {}).items()}
     if task.extra_metrics:
-      case["extra"] = {"pred": pred, "target": sample["label"],
-                       "instances": sample.get("instances"),
+      case["extra"] = {"pred": pred, "target": target, "instances": instances,
                        "prob": prob if "aupr" in task.extra_metrics else None}
     cases.append(case)
   cases = gather(cases)

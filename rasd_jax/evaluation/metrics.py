@@ -41,7 +41,11 @@ def segmentation_metrics(pred, target, num_classes, spacing=None, tolerance_mm=1
     surface Dice at tolerance tau = tolerance_mm (Nikolov et al. 2021; MONAI's
     `compute_surface_dice` with use_subvoxels=False, which counts surface voxels, not area).
     Default 1 mm, as in the FLARE challenges; a tolerance below the voxel size only credits
-    surface voxels that coincide.
+    surface voxels that coincide. A distance equal to tau up to a relative 1e-6 counts as within
+    (instance_metrics.DISTANCE_RTOL): 3 voxels of 0.1 mm are 0.30000000000000004 mm in floating
+    point, and spacings read from NIfTI headers are float32 (0.1 is stored as 0.10000000149),
+    so a plain `<=` would miss surface voxels lying exactly at the tolerance. MONAI, whose
+    distances are float32, counts them too.
 
   Empty classes. A class absent from the target is NaN in all three metrics: MONAI's
   ignore_empty=True for Dice, applied to HD95 and NSD too (where MONAI would give inf and 0 if
@@ -73,6 +77,7 @@ def segmentation_metrics(pred, target, num_classes, spacing=None, tolerance_mm=1
   present = target_size > 0
   dice[present] = 2 * intersection[present] / (pred_size + target_size)[present]
 
+  limit = tolerance_mm * (1 + instance_metrics.DISTANCE_RTOL)
   pred_boxes = ndimage.find_objects(pred, num_classes - 1)
   target_boxes = ndimage.find_objects(target, num_classes - 1)
   for i in np.flatnonzero(present):
@@ -83,7 +88,7 @@ def segmentation_metrics(pred, target, num_classes, spacing=None, tolerance_mm=1
     pred_to_target, target_to_pred = _surface_distances(pred[box] == i + 1, target[box] == i + 1,
                                                         spacing)
     hd95[i] = max(np.percentile(pred_to_target, 95), np.percentile(target_to_pred, 95))
-    within = np.sum(pred_to_target <= tolerance_mm) + np.sum(target_to_pred <= tolerance_mm)
+    within = np.sum(pred_to_target <= limit) + np.sum(target_to_pred <= limit)
     nsd[i] = within / (len(pred_to_target) + len(target_to_pred))
   return {"dice": dice, "hd95": hd95, "nsd": nsd}
 

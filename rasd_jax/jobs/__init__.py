@@ -9,8 +9,8 @@ import jax
 from rasd_jax.training import mesh
 from rasd_jax import workdir as workdir_lib
 
-JOBS = ("export_weights", "finetune", "import_weights", "prepare", "pretrain", "quickstart",
-        "suite", "synthesize")
+JOBS = ("export_weights", "finetune", "import_weights", "predict", "prepare", "pretrain",
+        "quickstart", "suite", "synthesize")
 
 
 def get(name):

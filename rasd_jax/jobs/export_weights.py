@@ -25,6 +25,7 @@ from etils import epath
 import jax
 
 import rasd_jax
+from rasd_jax import interop
 from rasd_jax.interop import files
 from rasd_jax.interop import monai
 from rasd_jax.interop import nnunet
@@ -167,9 +168,6 @@ def _monai(config, spec):
 
 def _nnunet(config, spec):
   """(card, loading lines, a function writing the files into OUT) for format nnunet."""
-  if _torch() is None:
-    raise ValueError("format 'nnunet' writes a PyTorch checkpoint: install PyTorch "
-                     "(pip install 'rasd-jax[interop]')")
   arch = nnunet.architecture(spec)
   info = card(config, spec, arch["network_class_name"], arch["arch_kwargs"],
               nnunet.input_text(spec))
@@ -180,6 +178,8 @@ def _nnunet(config, spec):
 def run(config, workdir):
   if config.format not in FORMATS:
     raise ValueError(f"format {config.format!r}: one of {FORMATS}")
+  if config.format == "nnunet":  # before the source is read
+    interop.require("export_weights format=nnunet (a torch.save checkpoint)", "torch")
   if not config.source:
     raise ValueError("--config.source=W: the workdir whose weights to export")
   spec = weights.read_spec(config.source)

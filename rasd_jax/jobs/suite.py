@@ -130,7 +130,7 @@ def data_problem(config, name):
     return (None if (found.is_dir() if key == "folders" else found.is_file())
             else f"data.{key} {run.data[key]!r} does not exist")
   try:
-    task = prepared.custom_task(run.data.dir, run.roi) if run.task == "custom" else run.task
+    task = prepared.task_of_folder(run.data.dir, run.roi) if run.task == "custom" else run.task
     prepared.load_splits(task, run.data.dir, fold=run.data.fold)
   except (FileNotFoundError, ValueError) as e:
     return str(e)

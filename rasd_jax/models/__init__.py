@@ -68,10 +68,13 @@ def init_rngs(seed):
 
 
 # Options that change how a network computes, not its weights (the pre-training configs'
-# `remat` and `attention`), with their plain values, and which networks take them. Any
-# network takes an option at its plain value.
-PLAIN = {"remat": False, "attention": "einsum"}
-OPTIONS = {SwinUNETR: ("remat", "attention")}
+# `remat` and `attention`, the finetune config's `dropout`), with their plain values, and
+# which networks take them. Any network takes an option at its plain value.
+PLAIN = {"remat": False, "attention": "einsum", "dropout": 0.0}
+OPTIONS = {SwinUNETR: ("remat", "attention"), UNet: ("dropout",)}
+# The authors fine-tune their 2D U-Net with MONAI's dropout 0.15, their other networks
+# without.
+REFERENCE_DROPOUT = 0.15
 
 
 def create(name, ndim, in_channels=1, out_channels=32, *, rngs, **options):
@@ -81,9 +84,10 @@ def create(name, ndim, in_channels=1, out_channels=32, *, rngs, **options):
   unknown = sorted(k for k, v in options.items()
                    if k not in takes and (k not in PLAIN or v != PLAIN[k]))
   if unknown:
-    takers = sorted(n for n, (c, _) in MODELS.items() if OPTIONS.get(c))
+    takers = {k: sorted(n for n, (c, _) in MODELS.items() if k in OPTIONS.get(c, ()))
+              for k in unknown}
     raise ValueError(f"model {name!r} takes no option {unknown}; "
-                     f"{', '.join(OPTIONS[SwinUNETR])} are for {takers}")
+                     + "; ".join(f"{k} is for {v}" for k, v in takers.items()))
   options = {k: v for k, v in options.items() if k in takes}
   return constructor(ndim, in_channels, out_channels, rngs=rngs, **settings, **options)
 
@@ -91,9 +95,15 @@ def create(name, ndim, in_channels=1, out_channels=32, *, rngs, **options):
 HEADS = ("add", "replace")
 
 
+def reference_dropout(name, ndim):
+  """The dropout rate the reference fine-tunes the network `name` with in `ndim` D."""
+  return REFERENCE_DROPOUT if MODELS[resolve(name)][0] is UNet and ndim == 2 else 0.0
+
+
 def create_downstream(name, ndim, in_channels, num_outputs, *, head="add", pooled=False,
-                      features=32, rngs):
-  """The network `name` for a downstream task with `num_outputs` outputs.
+                      features=32, dropout=0.0, rngs):
+  """The network `name` for a downstream task with `num_outputs` outputs; `dropout` where
+  the network takes it (OPTIONS).
 
   head "add": the network keeps its `features` output channels (the pre-training width, 32 by
   default) and a new linear layer maps them to the outputs (per voxel, or after global
@@ -107,8 +117,9 @@ def create_downstream(name, ndim, in_channels, num_outputs, *, head="add", poole
     if pooled:
       raise ValueError("head 'replace' gives dense outputs; pooled outputs (classification, "
                        "regression) need head 'add'")
-    return Downstream(create(name, ndim, in_channels, num_outputs, rngs=rngs), None, False)
-  backbone = create(name, ndim, in_channels, features, rngs=rngs)
+    return Downstream(create(name, ndim, in_channels, num_outputs, rngs=rngs,
+                             dropout=dropout), None, False)
+  backbone = create(name, ndim, in_channels, features, rngs=rngs, dropout=dropout)
   return Downstream(backbone, nnx.Linear(features, num_outputs, rngs=rngs), pooled)
 
 

@@ -1,4 +1,4 @@
-"""Losses of the downstream classification and regression tasks (README, "finetune"), each
+"""Losses of the downstream classification and regression tasks (docs/protocol.md), each
 the mean over all elements as the torch defaults the reference uses: `CrossEntropyLoss`
 (multi-class), `BCEWithLogitsLoss` (binary and multi-label) and `L1Loss` (regression)."""
 

@@ -1,4 +1,4 @@
-"""The RaSD disentanglement loss: region prototypes (README, "The disentanglement loss").
+"""The RaSD disentanglement loss: region prototypes (docs/method.md).
 
 features f: (B, *spatial, C) dense network output; labels y: (B, *spatial) ints in [0, K).
 Per sample, prototype p_k = mean of f over the voxels of label k (0 for an absent label: the

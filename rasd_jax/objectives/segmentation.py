@@ -1,5 +1,5 @@
 """Dice + cross-entropy for downstream segmentation, as MONAI's
-`DiceCELoss(include_background=False, to_onehot_y=True, softmax=True)` (README, "finetune").
+`DiceCELoss(include_background=False, to_onehot_y=True, softmax=True)` (docs/protocol.md).
 
 logits: (B, *spatial, C) channels-last; labels: (B, *spatial) ints in [0, C). With P the softmax
 and Y the one-hot labels, per sample b and class c (sums over the spatial axes, and over the

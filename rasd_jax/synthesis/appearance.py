@@ -1,4 +1,4 @@
-"""Label map -> image: the reference appearance model (README, "The generator") and options.
+"""Label map -> image: the reference appearance model (docs/method.md) and options.
 
 Order (reference): per-label means (+ optional per-label std), multiplicative bias field,
 additive noise, optional zeroing of label 0, Gaussian blur, [optional acquisition

@@ -1,6 +1,6 @@
 """Synthesis settings: the ConfigDict users edit and the validated `Spec` code runs on.
 
-Defaults reproduce the reference generator (README, "The generator") at any size. Every
+Defaults reproduce the reference generator (docs/method.md) at any size. Every
 range is a `(min, max)` pair. Fields set to 0 where marked "auto" are derived from
 `ndim` and `size` when the Spec is built, so `--config.synthesis.size=64` keeps them right.
 """

@@ -1,6 +1,6 @@
 """Random label maps: multi-scale noise logits, one random warp per label, argmax.
 
-Reference algorithm (README, "The generator"): K logit fields (noise grids of 8 and 4 points
+Reference algorithm (docs/method.md): K logit fields (noise grids of 8 and 4 points
 upsampled linearly), K flows (grids of 16, 8 and 4 points, sigma up to size/16 voxels),
 logit k resampled at x + flow_k(x) with zero padding, label = argmax_k. With
 `warp_stride=1` and the same noise grids, the label maps equal the reference's wherever the

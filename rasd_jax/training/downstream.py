@@ -10,7 +10,10 @@ metrics)` is pure and jitted with the state donated; the batch {'image': (B, *S,
 - 'regression': L1, labels (B,) float32 against the single output.
 A linear probe (`probe=True`) trains the head alone: the backbone's parameters get no
 gradient (and `probe_tx` gives them no update, weight decay included) and it runs in eval
-mode, so its batch-norm statistics stay those it came with.
+mode, so its batch-norm statistics stay those it came with (and it drops nothing out).
+`compute_dtype` "bfloat16": the step computes in bf16 on float32 master weights, the loss in
+float32 (state.train_model). The dropout masks of step s are drawn from (seed, s), so a
+resumed run draws those of an uninterrupted one.
 """
 
 from flax import nnx
@@ -20,6 +23,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rasd_jax.data import tasks
 from rasd_jax.evaluation import sliding_window
 from rasd_jax.objectives import classification
 from rasd_jax.objectives import segmentation
@@ -27,7 +31,7 @@ from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import state as state_lib
 from rasd_jax.training.checkpoint import path_name
 
-OUTPUTS = ("softmax", "sigmoid", "classification", "multilabel", "regression")
+OUTPUTS = tasks.SEGMENTATION_OUTPUTS + ("classification", "multilabel", "regression")
 
 
 def loss(output, logits, labels):
@@ -63,18 +67,23 @@ def _eval_model(graphdef, weights):
   return model
 
 
-def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=False):
+def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=False,
+              compute_dtype="float32", seed=0):
+  dtype = state_lib.compute_dtype(compute_dtype)
+
   def step(state, batch):
+    dropout_key = jax.random.fold_in(jax.random.key(seed), state["step"])
+
     def loss_fn(params):
       if probe:
         params = jax.tree_util.tree_map_with_path(
             lambda path, x: x if _is_head(path) else jax.lax.stop_gradient(x), params)
-      # copy: fresh variables of this trace, which the model updates (batch statistics).
-      model = nnx.merge(graphdef, params, state["rest"], copy=True)
+      model = state_lib.train_model(graphdef, params, state["rest"], dtype, dropout_key)
       if probe:
         model.backbone.eval()
-      out = loss(output, model(batch["image"]), batch["label"])
-      return out["loss"], (out, nnx.state(model, nnx.Not(nnx.Param)))
+      logits = model(batch["image"].astype(dtype)).astype(jnp.float32)
+      out = loss(output, logits, batch["label"])
+      return out["loss"], (out, state_lib.updated_rest(model))
 
     (_, (out, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     new_state = state_lib.apply_gradients(state, grads, rest, tx)
@@ -87,21 +96,25 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=Fal
                  out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=0)
 
 
-def make_segment(graphdef, roi, overlap, output, batch_size=4):
+def make_segment(graphdef, roi, overlap, output, window="gaussian", probabilities=False,
+                 batch_size=4):
   """`(weights {'params', 'rest'}, image (1, *S, C)) -> (int32 label map (*S), float32
-  foreground probability (*S))`, jitted: sliding-window inference (Gaussian weights) in eval
-  mode, then argmax ('softmax') or p > 0.5 ('sigmoid'); the probability is the sigmoid, or 1
-  - p(background) of the softmax."""
+  probabilities)`, jitted: sliding-window inference in eval mode, each window's logits
+  weighted by `window` ("constant" or "gaussian", sliding_window.importance_map), then
+  argmax ('softmax') or p > 0.5 ('sigmoid'). The probabilities: the foreground's (*S) (the
+  sigmoid, or 1 - p(background) of the softmax); with `probabilities`, each output
+  channel's (*S, C) (the softmax, or the sigmoid)."""
 
   @jax.jit
   def segment(weights, image):
     logits = sliding_window.sliding_window_inference(
-        image, tuple(roi), _eval_model(graphdef, weights), overlap=overlap, mode="gaussian",
+        image, tuple(roi), _eval_model(graphdef, weights), overlap=overlap, mode=window,
         batch_size=batch_size)[0].astype(jnp.float32)
     if output == "sigmoid":
-      return (logits[..., 0] > 0).astype(jnp.int32), jax.nn.sigmoid(logits[..., 0])
-    foreground = 1.0 - jax.nn.softmax(logits, axis=-1)[..., 0]
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32), foreground
+      p = jax.nn.sigmoid(logits)
+      return (logits[..., 0] > 0).astype(jnp.int32), p if probabilities else p[..., 0]
+    p = jax.nn.softmax(logits, axis=-1)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32), p if probabilities else 1.0 - p[..., 0]
 
   return segment
 

@@ -35,9 +35,9 @@ from flax import nnx
 import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rasd_jax.data import pipeline
+from rasd_jax.data import predictions
 from rasd_jax.data import prepared
 from rasd_jax.data import sources
 from rasd_jax.data import splits as splits_lib
@@ -63,8 +63,11 @@ MAY_CHANGE = ("total_steps", "total_epochs", "checkpoint_every", "keep_checkpoin
               "log_every", "eval_every_steps", "eval_every_epochs", "data.threads",
               "data.source", "data.tfds_dir") + optimizer.MAY_CHANGE
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
-EVALUATIONS = ("heldout", "paper")
+# The sliding window's weighting by evaluation: the reference's (MONAI's default) in "paper".
+WINDOWS = {"heldout": "gaussian", "paper": "constant"}
 RESULTS = "results.json"
+PREDICTIONS = "predictions"  # the test cases' label maps, on their image files' grids
+TASK = "task.json"  # what the predict job needs: the task, the patch size, overlap and window
 
 
 def steps(name, given_steps, given_epochs, steps_per_epoch):
@@ -95,10 +98,11 @@ class Trainer:
 
 
 def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, overlap=0.5,
-                 evaluation="heldout", mesh=None):
+                 evaluation="heldout", mesh=None, compute_dtype="float32", seed=0):
   """The Trainer of the network `spec` (weights.build) on `task` with the optimiser config
   `optim` over `total_steps` steps; `probe` trains the head alone; `evaluation` "paper":
-  the reference's metric definitions (the module docstring)."""
+  the reference's metric definitions (the module docstring); `compute_dtype` the step's
+  (downstream.make_step); step s draws its dropout masks from (seed, s)."""
   mesh = mesh or mesh_lib.make_mesh(batch_size)
   tx, schedule = optimizer.make(optim, total_steps)
   if probe:
@@ -107,19 +111,20 @@ def make_trainer(spec, task, optim, total_steps, *, batch_size, probe=False, ove
   init = state_lib.initializer(lambda seed: weights_lib.build(spec, seed), tx, abstract)
   output = spec["output"]
   step = downstream.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule,
-                              output=output, probe=probe)
+                              output=output, probe=probe, compute_dtype=compute_dtype,
+                              seed=seed)
   # Each process scores its share of the cases (`share`) on one of its devices with its own
   # copy of the weights; the per-case results are gathered before they are summarised.
   if spec["pooled"]:
     score = downstream.make_score(graphdef, output)
-    evaluate = lambda weights, samples: evaluators.score_pooled(  # noqa: E731
+    evaluate = lambda weights, samples, **test: evaluators.score_pooled(  # noqa: E731
         score, mesh_lib.local_copy(weights), samples, task, batch_size, mesh_lib.gather)
   else:
-    segment = downstream.make_segment(graphdef, task.roi, overlap, output)
+    segment = downstream.make_segment(graphdef, task.roi, overlap, output, WINDOWS[evaluation])
     background = evaluation == "paper" and task.preprocessing.get("template") == "fundus"
-    evaluate = lambda weights, samples: evaluators.score_segmentation(  # noqa: E731
+    evaluate = lambda weights, samples, **test: evaluators.score_segmentation(  # noqa: E731
         segment, mesh_lib.local_copy(weights), samples, task, background=background,
-        gather=mesh_lib.gather)
+        gather=mesh_lib.gather, **test)
   return Trainer(spec, task, graphdef, abstract, init, step, evaluate, batch_size, mesh)
 
 
@@ -157,17 +162,11 @@ def initial_state(trainer, seed, pretrained=None):
   state = trainer.init(jnp.int32(seed))
   if pretrained is None:
     return state, None
-  model = nnx.merge(trainer.graphdef, state["params"], state["rest"])
-  report = transfer.copy_matching(model.backbone, pretrained)
+  state, report = transfer.copy_into_state(trainer.graphdef, state, pretrained,
+                                           part=lambda network: network.backbone)
   if not report["loaded"]:
     raise ValueError("the pre-trained network shares no variable (name and shape) with "
                      f"the fine-tuned one:\n{transfer.summary(report)}")
-  _, params, rest = nnx.split(model, nnx.Param, ...)
-  # New buffers: the step donates the state, and the copied arrays are the pre-trained
-  # network's own, which later runs need.
-  copy = lambda a, x: jax.device_put(np.asarray(x), a.sharding)  # noqa: E731
-  state = dict(state, params=jax.tree.map(copy, trainer.abstract["params"], params),
-               rest=jax.tree.map(copy, trainer.abstract["rest"], rest))
   return state, report
 
 
@@ -229,9 +228,24 @@ def train_and_evaluate(trainer, workdir, *, train, val, test, seed, total_steps,
                  curve=_curve(workdir, task.metrics[0]))
   if test is not None:
     _, params, rest = nnx.split(weights_lib.load_model(workdir), nnx.Param, ...)
-    results["test"] = trainer.evaluate({"params": params, "rest": rest}, test)
+    test_options = {} if trainer.spec["pooled"] else {
+        "native": True, "keep": _writer(os.path.join(workdir, PREDICTIONS), task)}
+    results["test"] = trainer.evaluate({"params": params, "rest": rest}, test, **test_options)
   workdir_lib.write_json(os.path.join(workdir, RESULTS), results)
   return workdir_lib.json_ready(results)
+
+
+def _writer(folder, task):
+  """keep(sample, label map on its file's grid): writes a test case's prediction to `folder`
+  (data.predictions), where the sample knows its files (read from files, not TFDS)."""
+  def keep(sample, labels):
+    if "geometry" in sample:
+      workdir_lib.makedirs(folder)
+      geometry = sample["geometry"]
+      name = predictions.name_of(sample["id"])
+      predictions.write(predictions.paths(folder, name, geometry["path"]), task, geometry,
+                        labels)
+  return keep
 
 
 def _curve(workdir, metric):
@@ -286,10 +300,25 @@ def _check(config):
                      "or checkpoint folder (W/checkpoints/STEP)")
   if config.model:
     models.resolve(config.model)
-  if config.output not in ("softmax", "sigmoid"):
-    raise ValueError(f"output {config.output!r}: 'softmax' or 'sigmoid'")
-  if config.evaluation not in EVALUATIONS:
-    raise ValueError(f"evaluation {config.evaluation!r}: one of {EVALUATIONS}")
+  if config.output not in tasks.SEGMENTATION_OUTPUTS:
+    raise ValueError(f"output {config.output!r}: one of {tasks.SEGMENTATION_OUTPUTS}")
+  if config.evaluation not in tasks.EVALUATIONS:
+    raise ValueError(f"evaluation {config.evaluation!r}: one of {tasks.EVALUATIONS}")
+
+
+def durations(config, train_cases):
+  """(total steps, steps between validations, the optimiser config with its warm-up in
+  steps) of a finetune config whose training split holds `train_cases` cases: an epoch is
+  ceil(cases x patches_per_case / batch_size) steps; validation at least every `total`
+  steps, the warm-up shorter than the run."""
+  per_epoch = math.ceil(train_cases * config.patches_per_case / config.batch_size)
+  total = steps("total", config.total_steps, config.total_epochs, per_epoch)
+  eval_every = max(1, min(total, steps("eval_every", config.eval_every_steps,
+                                       config.eval_every_epochs, per_epoch)))
+  optim = config.optim.copy_and_resolve_references()
+  optim.warmup_steps = min(total - 1, steps("warmup", optim.warmup_steps,
+                                            optim.warmup_epochs, per_epoch))
+  return total, eval_every, optim
 
 
 def tfds_recipe(config):
@@ -316,7 +345,7 @@ def _cases(config):
     lists = prepared.load_splits(task, config.data.dir, fold=config.data.fold)
     folds = task.cv_folds
   elif config.data.dir:  # the user's data, prepared
-    task = prepared.custom_task(config.data.dir, config.roi)
+    task = prepared.task_of_folder(config.data.dir, config.roi)
     source, folds = config.data.dir, None
     lists = prepared.load_splits(task, config.data.dir)
   else:
@@ -328,7 +357,7 @@ def _cases(config):
                                  train_fraction=config.train_fraction, seed=config.seed,
                                  test=config.evaluation == "heldout")
   if task is None:
-    task = sources.custom_task(kind, split["train"], names, config.num_classes, config.roi,
+    task = sources.task_of_cases(kind, split["train"], names, config.num_classes, config.roi,
                                modality)
   return task, split
 
@@ -379,7 +408,9 @@ def _network(config, task):
   spec = weights_lib.downstream_spec(
       model, task.ndim, task.in_channels, features,
       1 if output in ("sigmoid", "regression") else task.num_classes, head=config.head,
-      pooled=task.kind != "segmentation", output=output, classes=list(task.classes))
+      pooled=task.kind != "segmentation", output=output, classes=list(task.classes),
+      dropout=(models.reference_dropout(model, task.ndim) if config.dropout is None
+               else config.dropout))
   return spec, pretrained
 
 
@@ -393,24 +424,23 @@ def finetune(config, workdir):
   data = _data(config, task, {k: None if v is None else share(mesh, k, v)
                               for k, v in split.items()})
   sizes = _sizes(mesh, split, data)
-  per_epoch = math.ceil(sizes["train"] * config.patches_per_case / config.batch_size)
-  total = steps("total", config.total_steps, config.total_epochs, per_epoch)
-  eval_every = max(1, min(total, steps("eval_every", config.eval_every_steps,
-                                       config.eval_every_epochs, per_epoch)))
-  optim = config.optim.copy_and_resolve_references()
-  optim.warmup_steps = min(total - 1, steps("warmup", optim.warmup_steps,
-                                            optim.warmup_epochs, per_epoch))
+  total, eval_every, optim = durations(config, sizes["train"])
   spec, pretrained = _network(config, task)
   log(f"task {task.name} ({task.kind}, {task.ndim}D, {task.in_channels} channel(s), "
       f"{task.num_classes} classes): cases {sizes}; {total} steps, validation every "
       f"{eval_every}")
   trainer = make_trainer(spec, task, optim, total, batch_size=config.batch_size,
                          probe=config.probe, overlap=config.overlap,
-                         evaluation=config.evaluation, mesh=mesh)
+                         evaluation=config.evaluation, mesh=mesh,
+                         compute_dtype=config.compute_dtype, seed=config.seed)
   # The network takes the patches (each network: multiples of its downsampling).
   patch = jax.ShapeDtypeStruct((1,) + tuple(task.roi) + (task.in_channels,), jnp.float32)
-  jax.eval_shape(lambda x: weights_lib.build(spec)(x), patch)
+  jax.eval_shape(lambda x: nnx.view(weights_lib.build(spec), deterministic=True,
+                                    raise_if_not_found=False)(x), patch)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
+  workdir_lib.write_json(os.path.join(workdir, TASK), {
+      "task": pipeline.task_record(task), "overlap": config.overlap,
+      "window": WINDOWS[config.evaluation]})
   log(f"model {spec['model']} ({task.ndim}D), head {config.head}"
       f"{', linear probe' * config.probe}: "
       f"{models.count_params(spec['model'], task.ndim, task.in_channels, spec['out_channels']):,}"

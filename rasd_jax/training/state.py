@@ -2,7 +2,12 @@
 
 `params` are the model's nnx.Param variables, `rest` its other variables (batch-norm
 statistics), `opt_state` the optax state. The model's structure (its nnx GraphDef) stays
-outside the state: `nnx.merge(graphdef, params, rest)` rebuilds the model inside a step.
+outside the state: `train_model` rebuilds the model inside a step.
+
+Mixed precision (`compute_dtype`, the pretrain and finetune configs): the state stays float32;
+a step casts the master weights to the compute dtype inside the differentiated function, so
+the gradients and the update are float32. Dropout draws its masks from a key the step makes
+from (seed, step): no RNG state is kept in the state or its checkpoints.
 """
 
 from flax import nnx
@@ -11,6 +16,37 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name):
+  """The dtype a config's `compute_dtype` names; a clear error for any other name."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype = {name!r}; available: {sorted(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
+
+
+def train_model(graphdef, params, rest, dtype, dropout_key=None):
+  """The model inside a step, its parameters cast to `dtype` (the caller casts the input
+  alike and the output back to float32); its dropout layers draw their masks from
+  `dropout_key`, one stream in call order. `copy`: fresh variables of this trace, which the
+  model may update (batch statistics)."""
+  params = jax.tree.map(lambda p: p.astype(dtype), params)
+  model = nnx.merge(graphdef, params, rest, copy=True)
+  if dropout_key is not None:
+    stream = nnx.Rngs(dropout=dropout_key).dropout
+    for _, module in nnx.iter_modules(model):
+      if isinstance(module, nnx.Dropout):
+        module.rngs = stream
+  return model
+
+
+def updated_rest(model):
+  """The state's `rest` after a forward pass of a `train_model` (its dropout stream left
+  out)."""
+  return nnx.state(model, nnx.Not(nnx.Any(nnx.Param, nnx.RngState)))
 
 
 def _init(make_model, tx):

@@ -4,7 +4,8 @@ This is how a pre-trained encoder-decoder starts a fine-tuning run (README, "Net
 the whole network transfers, a head of another width (32 pre-training channels against
 N classes) or a first layer of another input width stays as initialised. Names are the
 variables' paths in the module tree (`encoder1/layer/conv1/conv/kernel`); batch-norm
-statistics transfer with the weights.
+statistics transfer with the weights. Continued pre-training (`pretrain --config.init=W`)
+starts the same way, from a network of the same architecture: every variable transfers.
 """
 
 from flax import nnx
@@ -42,6 +43,21 @@ def copy_matching(target, source):
   names = set(named(state))
   report["unused"] = sorted(n for n in available if n not in names)
   return report
+
+
+def copy_into_state(graphdef, state, source, part=lambda network: network):
+  """(state, report): the train state `state` (its 'params' and 'rest' those of the network
+  `graphdef`) with the variables of `source` whose names and shapes match copied into
+  `part(network)` (copy_matching's report). The copied arrays are new buffers with the
+  state's shardings: a train step donates its state, and `source` stays as it is."""
+  # Before the merge: the network shares the state's variables, which the copy replaces.
+  shardings = jax.tree.map(lambda x: x.sharding, {"params": state["params"],
+                                                  "rest": state["rest"]})
+  network = nnx.merge(graphdef, state["params"], state["rest"])
+  report = copy_matching(part(network), source)
+  _, params, rest = nnx.split(network, nnx.Param, ...)
+  copied = jax.device_put({"params": params, "rest": rest}, shardings, may_alias=False)
+  return dict(state, **copied), report
 
 
 def summary(report):

@@ -3,7 +3,8 @@
 Every job that leaves weights behind writes W/model.json, the spec of the network:
 - "network": "backbone" (pre-training: `models.create(model, ndim, in_channels,
   out_channels)`) or "downstream" (fine-tuning: `models.create_downstream(...)` with
-  num_outputs, head, pooled, features; plus output and classes, for the user);
+  num_outputs, head, pooled, features, dropout (0 where a spec lacks it); plus output and
+  classes, for the user);
 - "checkpoints": the folder under W whose Orbax checkpoints hold the weights (pre-training:
   checkpoints/, the latest step; fine-tuning: best/, the best validation step).
 
@@ -71,11 +72,11 @@ def read_spec(path):
 
 
 def downstream_spec(model, ndim, in_channels, out_channels, num_outputs, *, head="add",
-                    pooled=False, output="softmax", classes=None):
+                    pooled=False, dropout=0.0, output="softmax", classes=None):
   """The spec of a fine-tuned network (its weights in W/best, the best validation step)."""
   return dict(network="downstream", checkpoints=selection.BEST_DIR, model=model, ndim=ndim,
               in_channels=in_channels, out_channels=out_channels, num_outputs=num_outputs,
-              head=head, pooled=pooled, output=output, classes=classes)
+              head=head, pooled=pooled, dropout=dropout, output=output, classes=classes)
 
 
 def build(spec, seed=0):
@@ -86,7 +87,8 @@ def build(spec, seed=0):
                          spec["out_channels"], rngs=rngs)
   return models.create_downstream(
       spec["model"], spec["ndim"], spec["in_channels"], spec["num_outputs"],
-      head=spec["head"], pooled=spec["pooled"], features=spec["out_channels"], rngs=rngs)
+      head=spec["head"], pooled=spec["pooled"], features=spec["out_channels"],
+      dropout=spec.get("dropout", 0.0), rngs=rngs)
 
 
 def load_model(path):

@@ -231,7 +231,7 @@ def test_custom_data_prepares_and_feeds_the_job(tmp_path):
   source, _, _ = _montgomery(tmp_path)
   prepared.prepare("montgomery", source, tmp_path / "m", progress=False)
   with pytest.raises(ValueError, match="was prepared for task 'montgomery', not task=custom"):
-    prepared.custom_task(tmp_path / "m", (32,))
+    prepared.task_of_folder(tmp_path / "m", (32,))
 
 
 def test_custom_csv_and_class_folders(tmp_path):
@@ -244,12 +244,12 @@ def test_custom_csv_and_class_folders(tmp_path):
   summary = prepared.prepare("custom", tmp_path / "labels.csv", tmp_path / "csv_data",
                              image_column="file", label_column="diagnosis", progress=False)
   assert summary["layout"] == "CSV" and summary["cases"] == {"train": 4, "val": 0, "test": 0}
-  entries = prepared.load_splits(prepared.custom_task(tmp_path / "csv_data", (8,)),
+  entries = prepared.load_splits(prepared.task_of_folder(tmp_path / "csv_data", (8,)),
                                  str(tmp_path / "csv_data"))["train"]
   assert {e["id"]: e["label"] for e in entries} == {"a.png": 0, "b.png": 1, "c.png": 0,
                                                      "d.png": 1}
   summary = prepared.prepare("custom", tmp_path / "folders", tmp_path / "folder_data",
                              progress=False)
   assert summary["layout"] == "class folders" and summary["cases"]["train"] == 4
-  task = prepared.custom_task(tmp_path / "folder_data", (8,))
+  task = prepared.task_of_folder(tmp_path / "folder_data", (8,))
   assert task.kind == "classification" and task.classes == ("benign", "malignant")

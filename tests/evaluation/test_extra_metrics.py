@@ -83,6 +83,21 @@ def test_ties_go_to_the_lowest_id():
   assert score([{"target": target, "pred": pred}])["object_f1"] == 0.0
 
 
+def test_aji_ties_go_to_the_larger_union():
+  # G = columns 0:8 (32). S1 = columns 0:2 shares 8, union 32; S2 = columns 3:20 (68) shares 20,
+  # union 80: IoU 1/4 each. G takes S2, the larger union, whichever comes first in raster order
+  # (mirrored, S2 does): C = 20, U = 80 + 8 (S1 unused). The lowest id, S1 unmirrored, would
+  # give 8 / (32 + 68).
+  target = boxes((4, 20), (1, ALL_ROWS, slice(0, 8)))
+  pred = boxes((4, 20), (1, ALL_ROWS, slice(0, 2)), (1, ALL_ROWS, slice(3, 20)))
+  for mirror in (False, True):
+    case = {"target": target[:, ::-1] if mirror else target,
+            "pred": pred[:, ::-1] if mirror else pred}
+    assert score([case], ("aji",))["aji"] == pytest.approx(20 / 88)
+    images = (object_masks(case["target"], 2), object_masks(case["pred"], 2))
+    assert reference_aji(*images) == pytest.approx(20 / 88)
+
+
 def test_pq_by_hand():
   # Image 1: G1-S1 IoU 16/24 > 0.5 matches; G2-S2 IoU exactly 0.5 does not. Image 2: G1-S IoU
   # 16/36, no match. Pooled: TP 1 (IoU 2/3), FP 2 + 1, FN 1 + 2: (2/3) / (1 + 3/2 + 3/2).
@@ -209,11 +224,11 @@ def reference_glas(images):
 
 
 def reference_aji(true, pred):
-  """Kumar et al. 2017, Algorithm 1, one image."""
+  """Kumar et al. 2017, Algorithm 1, one image, with HoVer-Net's IoU, I / (U + 1e-6)."""
   intersection = union = 0
   used = set()
   for _, g in true:
-    ious = [np.sum(g & s) / np.sum(g | s) for _, s in pred]
+    ious = [np.sum(g & s) / (np.sum(g | s) + 1e-6) for _, s in pred]
     if ious and max(ious) > 0:
       j = int(np.argmax(ious))
       intersection, union = intersection + np.sum(g & pred[j][1]), union + np.sum(g | pred[j][1])
@@ -425,9 +440,12 @@ def test_detection_f1_points_by_hand():
   # Radius 5.5: B has no prediction in reach; one match, one FP, one FN.
   result = instance_metrics.detection_f1_points([[4, 0], [-5, 0]], [[0, 0], [10, 0]], 5.5)
   assert result == {"f1": 0.5, "tp": 1, "fp": 1, "fn": 1}
-  # A distance equal to the radius matches (3-4-5).
+  # A distance equal to the radius matches (3-4-5), also where rounding puts it one ulp
+  # beyond: 3 pixels of 0.1 mm are 0.30000000000000004 mm.
   assert instance_metrics.detection_f1_points([[3, 4]], [[0, 0]], 5)["tp"] == 1
   assert instance_metrics.detection_f1_points([[3, 4]], [[0, 0]], 4.999)["tp"] == 0
+  assert instance_metrics.detection_f1_points([[3 * 0.1, 0]], [[0, 0]], 0.3)["tp"] == 1
+  assert instance_metrics.detection_f1_points([[3 * 0.1, 0]], [[0, 0]], 0.2999)["tp"] == 0
   # Two predictions on one true point: one TP, one FP.
   assert instance_metrics.detection_f1_points([[0, 0], [1, 1]], [[0, 0]], 2) == {
       "f1": pytest.approx(2 / 3), "tp": 1, "fp": 1, "fn": 0}

@@ -4,6 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
+from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 from scipy import ndimage
 
 from rasd_jax.evaluation import metrics
@@ -82,6 +84,50 @@ def test_nsd_tolerance_around_a_known_distance():
                                                 tolerance_mm=tau)["nsd"][0]
   assert at(4.49) == 0.0
   assert at(4.5) == 1.0
+
+
+def one_hot(labels, num_classes):
+  """A label map as MONAI's metrics take it: (1, num_classes, *shape)."""
+  return torch.as_tensor(np.moveaxis(np.eye(num_classes)[labels], -1, 0)[None])
+
+
+@pytest.mark.parametrize("spacing", [0.1, float(np.float32(0.1))])
+def test_nsd_counts_a_distance_equal_to_the_tolerance(spacing):
+  # Lines 3 rows apart: every surface distance is 3 x 0.1 mm, which is 0.30000000000000004 in
+  # floating point, or 0.3000000045 with 0.1 as a NIfTI header stores it (float32). Within a
+  # 0.3 mm tolerance by hand; a plain <= said no to all of them (NSD 0).
+  lines = np.zeros((8, 12), int)
+  lines[2, 1:11] = 1
+  pred = np.roll(lines, 3, axis=0)
+  at = lambda tau: metrics.segmentation_metrics(pred, lines, 2, spacing=spacing,
+                                                tolerance_mm=tau)["nsd"][0]
+  assert at(0.3) == 1.0
+  assert at(0.2999) == 0.0
+  monai = lambda tau: compute_surface_dice(one_hot(pred, 2), one_hot(lines, 2), [tau],
+                                           spacing=spacing).item()
+  assert (monai(0.3), monai(0.2999)) == (1.0, 0.0)
+
+
+def test_surface_metrics_match_monai_at_tolerances_on_the_voxel_grid():
+  # Spacings 0.1, 0.2, 0.3 mm: many surface distances are sums of these and land on the
+  # tolerances up to rounding. MONAI computes in float32, hence rtol 1e-6.
+  rng = np.random.default_rng(1)
+  shape, num_classes, spacing = (14, 12, 10), 4, (0.1, 0.2, 0.3)
+  target = blobs(rng, shape, num_classes)
+  pred = np.where(rng.random(shape) < 0.1, rng.integers(0, num_classes, shape),
+                  np.roll(target, 1, axis=2))
+  hd95 = compute_hausdorff_distance(one_hot(pred, num_classes), one_hot(target, num_classes),
+                                    percentile=95, spacing=spacing).numpy()[0]
+  for tau in (0.2, 0.3, 0.6):
+    result = metrics.segmentation_metrics(pred, target, num_classes, spacing, tolerance_mm=tau)
+    expected = compute_surface_dice(one_hot(pred, num_classes), one_hot(target, num_classes),
+                                    [tau] * (num_classes - 1), spacing=spacing).numpy()[0]
+    np.testing.assert_allclose(result["nsd"], expected, rtol=1e-6)
+    np.testing.assert_allclose(result["hd95"], hd95, rtol=1e-6)
+  # The case has ties: the brute force's plain <= (float64 distances) misses some at 0.3 mm.
+  strict = brute_force(pred, target, num_classes, spacing, tolerance_mm=0.3)["nsd"]
+  assert np.any(strict < metrics.segmentation_metrics(pred, target, num_classes, spacing,
+                                                      tolerance_mm=0.3)["nsd"] - 1e-3)
 
 
 def blobs(rng, shape, num_classes):

@@ -7,6 +7,7 @@ compilation cache (conftest) is shared by the subprocesses.
 import glob
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -150,3 +151,100 @@ def test_bad_input_gives_clear_errors_and_keeps_checkpoints(tmp_path):
   out = run(w, "--config.total_steps=4", "--config.model=unet_small", check=False)
   assert out.returncode and "holds another model or shape" in out.stderr
   assert sorted(os.walk(w / "checkpoints")) == saved
+
+
+def tiny_config(**fields):
+  """The TINY run's config, for the job called in this process."""
+  from experiments import pretrain2d
+  config = pretrain2d.get_config("runlocal")
+  config.update(dict(model="unet_tiny", batch_size=2, log_every=1, **fields))
+  config.synthesis.update(dict(size=32, num_labels=4))
+  return config
+
+
+def states(*paths):
+  """The variables of each workdir's network (rasd_jax.load_model), by name."""
+  from flax import nnx
+  from rasd_jax import load_model
+  from rasd_jax.training import transfer
+  return [transfer.named(nnx.state(load_model(str(p)))) for p in paths]
+
+
+def test_init_continues_from_the_weights_and_a_resume_never_reads_them(tmp_path, capsys):
+  from rasd_jax.training import pretrain
+  w, v = tmp_path / "w", tmp_path / "v"
+  run(w, "--config.total_steps=20", "--config.checkpoint_every=20")
+  out = run(v, "--config.total_steps=4", "--config.checkpoint_every=4", f"--config.init={w}")
+  assert f"initialising from {w} (step 20, backbone unet_tiny)" in out.stdout
+  assert sorted(os.listdir(v / "checkpoints"), key=int) == ["0", "4"]
+  assert json.load(open(v / "config.json"))["init"] == str(w)
+  # Step 0 is W's network exactly: weights and batch statistics.
+  start, source = states(v / "checkpoints" / "0", w)
+  assert start.keys() == source.keys() and any(k.endswith("/mean") for k in start)
+  for name in source:
+    np.testing.assert_array_equal(start[name], source[name], err_msg=name)
+  assert metrics(v)[0]["lr"] == 0.0  # a fresh step count: the schedule's warm-up from 0
+
+  # Step s is the same batch (seed, s) in both runs: a fresh network's loss on it against W's
+  # trained one, which is near the loss W ended with.
+  fresh, trained = [r["loss"] for r in metrics(w)], [r["loss"] for r in metrics(v)]
+  assert np.mean(trained) < 0.5 * np.mean(fresh[:4])
+  assert abs(np.mean(trained) - np.mean(fresh[-4:])) < abs(np.mean(trained) - np.mean(fresh[:4]))
+
+  # Another network is refused in one line, before the workdir is written.
+  out = run(tmp_path / "x", "--config.model=unet_small", f"--config.init={w}", check=False)
+  assert out.returncode and out.stderr.strip().splitlines() == [
+      f"error: init {str(w)!r} holds unet_tiny (2D, 1 -> 32 channels); this run trains "
+      "unet_small (2D, 1 -> 32 channels): continued pre-training needs the same network (set "
+      "--config.model, synthesis.ndim, synthesis.channels or out_channels to match, or "
+      "fine-tune it instead)"], out.stderr
+  assert not os.path.exists(tmp_path / "x")
+
+  # A resume loads its own checkpoint: W is not read (here it is gone). In this process: the
+  # job as run.py calls it, without a second interpreter's start-up.
+  os.rename(w, tmp_path / "w_moved")
+  capsys.readouterr()
+  pretrain.train(tiny_config(init=str(w), total_steps=6, checkpoint_every=4), str(v))
+  out = capsys.readouterr().out
+  assert "resuming from the checkpoint of step 4" in out and "initialising" not in out
+  assert [r["step"] for r in metrics(v)] == list(range(1, 7))
+  # Another init on a resume is refused: config.json keeps where the run started.
+  with pytest.raises(ValueError, match=r"differs in \['init'\]"):
+    pretrain.train(tiny_config(init=str(tmp_path / "w_moved"), total_steps=6,
+                               checkpoint_every=4), str(v))
+
+
+def test_init_takes_a_fine_tuned_backbone_and_refuses_what_it_cannot_start_from(tmp_path):
+  from flax import nnx
+  from rasd_jax.training import checkpoint
+  from rasd_jax.training import pretrain
+  from rasd_jax.training import transfer
+  from rasd_jax.training import weights
+  # A fine-tuning workdir's weights (W/best/STEP): the pre-trained backbone and a head.
+  f = tmp_path / "finetuned"
+  spec = weights.downstream_spec("unet_tiny", 2, 1, 32, 3)
+  network = weights.build(spec, seed=1)
+  _, params, rest = nnx.split(network, nnx.Param, ...)
+  checkpointer = checkpoint.Checkpointer(f / spec["checkpoints"])
+  checkpointer.save(7, {"params": params, "rest": rest})
+  checkpointer.close()
+  weights.write_spec(f, spec)
+  loaded = pretrain.pretrained_network(tiny_config(init=str(f)), str(tmp_path / "new"))
+  expected = transfer.named(nnx.state(network.backbone))
+  assert transfer.named(nnx.state(loaded)).keys() == expected.keys()
+  for name, value in transfer.named(nnx.state(loaded)).items():
+    np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+  # Each refused before the workdir is created.
+  w = tmp_path / "w"
+  (tmp_path / "empty").mkdir()
+  for init, message in [
+      (f, f"init {str(f)!r} holds the backbone of a fine-tuned network, unet_tiny (2D, 1 -> 32 "
+          "channels); this run trains unet_tiny (3D, 1 -> 32 channels)"),
+      (tmp_path / "nowhere", f"init {str(tmp_path / 'nowhere')!r} does not exist"),
+      (tmp_path / "empty", "is not a workdir with trained weights")]:
+    config = tiny_config(init=str(init))
+    config.synthesis.ndim = 3
+    with pytest.raises(ValueError, match=re.escape(message)):
+      pretrain.train(config, str(w))
+    assert not os.path.exists(w)

@@ -1,5 +1,5 @@
 """The prototype loss against a direct NumPy transcription of the loss
-(README, "The disentanglement loss")."""
+(docs/method.md)."""
 
 import jax
 import jax.numpy as jnp

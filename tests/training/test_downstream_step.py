@@ -1,7 +1,9 @@
 """The fine-tuning step on a real tiny network: every output kind trains, a linear probe
 changes the head only, and the heads have the documented shapes and transfer."""
 
+from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -11,16 +13,17 @@ from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import optimizer
 from rasd_jax.training import state as state_lib
 from rasd_jax.training import transfer
+from rasd_jax.training import weights
 
 SIZE = 16
 
 
-def setup(output, num_outputs, probe=False, head="add"):
+def setup(output, num_outputs, probe=False, head="add", dropout=0.0, **options):
   pooled = output in ("classification", "multilabel", "regression")
 
   def make_model():
     return models.create_downstream("unet_tiny", 2, 1, num_outputs, head=head, pooled=pooled,
-                                    rngs=models.init_rngs(0))
+                                    dropout=dropout, rngs=models.init_rngs(0))
 
   mesh = mesh_lib.make_mesh()
   tx, schedule = optimizer.make(optimizer.get_config(lr=1e-2, weight_decay=0.1), 10)
@@ -29,7 +32,7 @@ def setup(output, num_outputs, probe=False, head="add"):
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
   state = state_lib.create(make_model, tx, abstract)
   step = downstream.make_step(graphdef, abstract, mesh, tx=tx, schedule=schedule, output=output,
-                            probe=probe)
+                            probe=probe, **options)
   return graphdef, state, step
 
 
@@ -106,3 +109,69 @@ def test_score_and_segment_outputs():
   # Thresholded on the probability (the reference thresholds logits at 0.5: README, "finetune").
   assert 0 <= prob.min() and prob.max() <= 1
   np.testing.assert_array_equal(labels, (prob > 0.5).astype(np.int32))
+
+
+@pytest.fixture(scope="module")
+def dropout_steps():
+  """{compute_dtype: step} of one network with dropout 0.5, its fresh state on the host, a
+  batch."""
+  steps = {dtype: setup("softmax", 3, dropout=0.5, compute_dtype=dtype)[2]
+           for dtype in ("float32", "bfloat16")}
+  host = jax.device_get(setup("softmax", 3, dropout=0.5)[1])
+  return steps, host, batch("softmax", np.random.default_rng(4))
+
+
+def test_bf16_step_tracks_the_float32_step_on_float32_state(dropout_steps):
+  """compute_dtype bfloat16: every convolution of the step (forward and backward) runs in
+  bf16; the state (weights, optimiser moments, statistics) stays float32; the loss (float32)
+  and gradient norm are the float32 step's to bf16 precision (the same dropout masks)."""
+  steps, host, data = dropout_steps
+  dtypes = jax.tree.map(lambda a: a.dtype, host)
+  assert set(jax.tree.leaves(dtypes)) == {np.dtype(np.float32), np.dtype(np.int32)}
+  results = {}
+  for compute_dtype, step in steps.items():
+    convolutions = [line for line in step.lower(host, data).as_text().splitlines()
+                    if "stablehlo.convolution" in line]
+    assert convolutions and all(
+        ("xbf16>" in line) == (compute_dtype == "bfloat16") for line in convolutions)
+    state, metrics = step(host, data)
+    assert jax.tree.map(lambda a: a.dtype, jax.device_get(state)) == dtypes
+    assert metrics["loss"].dtype == jnp.float32
+    results[compute_dtype] = {k: float(metrics[k]) for k in ("loss", "grad_norm")}
+  for key, value in results["float32"].items():
+    np.testing.assert_allclose(results["bfloat16"][key], value, rtol=0.02, err_msg=key)
+  assert results["bfloat16"] != results["float32"]
+
+
+def test_an_unknown_compute_dtype_is_one_clear_error():
+  with pytest.raises(ValueError, match=r"compute_dtype = 'float16'; available: "
+                                       r"\['bfloat16', 'float32'\]"):
+    setup("softmax", 3, compute_dtype="float16")
+
+
+def test_dropout_masks_are_a_function_of_the_step(dropout_steps):
+  """Beyond the weights and the batch, the step's loss depends on its dropout masks alone:
+  the same state gives the same loss (a resumed run, whose state is the checkpoint's, draws
+  the uninterrupted run's masks), another step number another loss. The masks' key is
+  (seed, step): no RNG state enters the train state."""
+  steps, host, data = dropout_steps
+  assert (jax.tree_util.tree_structure(host)
+          == jax.tree_util.tree_structure(jax.device_get(setup("softmax", 3)[1])))
+
+  def loss(state):
+    return float(steps["float32"](state, data)[1]["loss"])
+
+  first = loss(host)
+  assert loss(host) == first
+  assert loss(dict(host, step=np.int32(7))) != first
+
+
+def test_the_spec_carries_the_dropout_rate():
+  spec = weights.downstream_spec("unet_tiny", 2, 1, 32, 3, dropout=0.15)
+  rates = {m.rate for _, m in nnx.iter_modules(nnx.eval_shape(lambda: weights.build(spec)))
+           if isinstance(m, nnx.Dropout)}
+  assert rates == {0.15}
+  del spec["dropout"]  # a model.json written before dropout was modelled
+  rates = {m.rate for _, m in nnx.iter_modules(nnx.eval_shape(lambda: weights.build(spec)))
+           if isinstance(m, nnx.Dropout)}
+  assert rates == {0.0}

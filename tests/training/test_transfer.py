@@ -54,3 +54,24 @@ def test_another_architecture_reports_missing_and_unused():
   assert "model/1/submodule/1/submodule/conv/unit0/conv/kernel" in report["missing"]
   assert len(jax.tree.leaves(nnx.state(target))) == (
       len(report["loaded"]) + len(report["shape_mismatch"]) + len(report["missing"]))
+
+
+def test_copy_into_state_makes_new_buffers_with_the_states_shardings():
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+  from rasd_jax.training import mesh as mesh_lib
+  source, target = build(32, seed=1), build(32, seed=2)
+  graphdef, params, rest = nnx.split(target, nnx.Param, ...)
+  replicated = NamedSharding(mesh_lib.make_mesh(), P())
+  state = {"step": 0, "params": jax.device_put(params, replicated),
+           "rest": jax.device_put(rest, replicated)}
+  state, report = transfer.copy_into_state(graphdef, state, source)
+  assert not report["missing"] and not report["shape_mismatch"] and not report["unused"]
+  before = leaves(source)
+  copied = transfer.named({"params": state["params"], "rest": state["rest"]})
+  assert len(copied) == len(before)
+  for name, value in copied.items():
+    np.testing.assert_array_equal(value, before[name.split("/", 1)[1]])
+    assert value.sharding == replicated  # the state's, not the source's
+  jax.jit(lambda s: s, donate_argnums=0)(state)  # the step donates its state, not the source's
+  assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(nnx.state(source)))

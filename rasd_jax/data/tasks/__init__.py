@@ -8,10 +8,10 @@ become train / val / test: `rasd_jax.data.splits.make_splits`.
 """
 
 from rasd_jax.data.tasks.registry import TASKS, get
-from rasd_jax.data.tasks.schema import (ALGORITHMS, KINDS, LR_SCHEDULES, METRICS,
-                                        MODALITY_GROUPS, OUTPUTS, SEGMENTATION_METRICS, SPLITS,
+from rasd_jax.data.tasks.schema import (EVALUATIONS, KINDS, METRICS, MODALITY_GROUPS,
+                                        SEGMENTATION_METRICS, SEGMENTATION_OUTPUTS, SPLITS,
                                         Inference, Optimizer, Sampling, Schedule, Task)
 
-__all__ = ["TASKS", "get", "ALGORITHMS", "KINDS", "LR_SCHEDULES", "METRICS", "MODALITY_GROUPS",
-           "OUTPUTS", "SEGMENTATION_METRICS", "SPLITS", "Inference", "Optimizer", "Sampling",
-           "Schedule", "Task"]
+__all__ = ["TASKS", "get", "EVALUATIONS", "KINDS", "METRICS", "MODALITY_GROUPS",
+           "SEGMENTATION_METRICS", "SEGMENTATION_OUTPUTS", "SPLITS", "Inference", "Optimizer",
+           "Sampling", "Schedule", "Task"]

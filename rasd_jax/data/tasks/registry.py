@@ -1,11 +1,11 @@
 """The 56 downstream tasks of the RaSD protocol, as plain data (schema.Task).
 
-Values are the reference code defaults (README, "finetune") or, for tasks without a
-reference folder (section 4 and the two extra tasks of section 5), the dataset's standard public
-protocol, marked `inferred`. Reference defects (README, "finetune") are not copied:
-metrics follow the standard definitions of `rasd_jax.evaluation.metrics` (segmentation Dice
-excludes background; fundus masks come from sigmoid probabilities > 0.5 after [0, 1] scaling;
-an empty class is left out, never scored 0), and schedulers step once per iteration.
+Values are the reference code defaults or, for tasks without reference code (and MRNet,
+whose trainer is missing), the dataset's standard public protocol, marked `inferred`; each
+task's values, split and departures are listed in docs/protocol.md. Reference defects are not
+copied: metrics follow the standard definitions of `rasd_jax.evaluation.metrics` (segmentation
+Dice excludes background; fundus masks come from sigmoid probabilities > 0.5 after [0, 1]
+scaling; an empty class is left out, never scored 0), and schedulers step once per iteration.
 """
 
 import difflib
@@ -14,7 +14,7 @@ from rasd_jax.data.augmentation import Augmentation
 from rasd_jax.data.tasks.schema import (MODALITY_GROUPS, SEGMENTATION_METRICS, Inference,
                                         Optimizer, Sampling, Schedule, Task)
 
-# 3D segmentation (README, "finetune"): SwinUNETR-v2, the CT-T / MR-T templates.
+# 3D segmentation (reference code): SwinUNETR-v2, the CT-T / MR-T templates.
 
 def _ct(a_min, a_max, spacing):
   return {"template": "CT-T", "intensity": "window", "a_min": a_min, "a_max": a_max,
@@ -154,7 +154,7 @@ _SEG3D = [
            notes="class order: TotalSegmentator v1 'total' class map; one validation, at the end"),
 ]
 
-# 2D fundus segmentation (section 2): RaSE_2D U-Net, green channel, 128^2 patches.
+# 2D fundus segmentation (reference code): RaSE_2D U-Net, green channel, 128^2 patches.
 
 
 def _fundus_preprocessing():
@@ -194,7 +194,7 @@ _FUNDUS = [
                              "we keep the single sigmoid output of the other fundus tasks"),
 ]
 
-# Classification with a reference folder (section 3).
+# Classification with a reference folder.
 
 
 def _amsgrad(lr=3e-4):
@@ -272,7 +272,7 @@ _CLASSIFICATION = [
                "applied (the reference loses them)"),
 ]
 
-# Datasets without a reference folder (section 4) and the two extra tasks (section 5):
+# Datasets without a reference folder, and the second tasks of IDRiD and MMOTU:
 # standard public protocols, all inferred. 2D segmentation reuses the fundus loop with 256^2
 # patches, 2D classification and regression the DRAC loop.
 

@@ -29,6 +29,8 @@ business (rasd_jax.data.downloads).
 import dataclasses
 
 from rasd_jax.data.augmentation import Augmentation
+from rasd_jax.training.optimizer import ALGORITHMS
+from rasd_jax.training.optimizer import SCHEDULES
 
 KINDS = ("segmentation", "classification", "multilabel", "regression")
 # Modality -> the paper's six modality groups (mammography counts as X-ray, OCTA as fundus).
@@ -46,9 +48,10 @@ METRICS = {
 }
 SEGMENTATION_METRICS = METRICS["segmentation"]
 SPLITS = ("train", "val", "test")
-ALGORITHMS = ("adamw", "adamw_amsgrad", "adam")
-LR_SCHEDULES = ("cosine", "constant")
-OUTPUTS = ("softmax", "sigmoid")
+SEGMENTATION_OUTPUTS = ("softmax", "sigmoid")  # the other kinds' output is the kind
+# How a fine-tuning run is scored (README, "finetune"): a held-out test split, or the best
+# validation score as the reference reports.
+EVALUATIONS = ("heldout", "paper")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +148,7 @@ class Task:
     sampling, inference = self.sampling, self.inference
     problems = [
         (optimizer.algorithm not in ALGORITHMS, f"algorithm is one of {ALGORITHMS}"),
-        (optimizer.schedule not in LR_SCHEDULES, f"schedule is one of {LR_SCHEDULES}"),
+        (optimizer.schedule not in SCHEDULES, f"schedule is one of {sorted(SCHEDULES)}"),
         (not optimizer.lr > 0, "lr > 0"), (not optimizer.weight_decay >= 0, "weight_decay >= 0"),
         (not schedule.epochs >= 1, "epochs >= 1"),
         (not 0 <= schedule.warmup_epochs < schedule.epochs, "0 <= warmup_epochs < epochs"),
@@ -158,7 +161,8 @@ class Task:
         (sampling.balanced and self.kind != "classification",
          "balanced sampling is for classification"),
         (not 0 <= inference.overlap < 1, "0 <= overlap < 1"),
-        (inference.output not in OUTPUTS, f"output is one of {OUTPUTS}"),
+        (inference.output not in SEGMENTATION_OUTPUTS,
+         f"output is one of {SEGMENTATION_OUTPUTS}"),
         (inference.output == "sigmoid" and (self.kind, self.num_classes) != ("segmentation", 2),
          "output 'sigmoid' is for 2-class segmentation")]
     broken = [rule for failed, rule in problems if failed]
