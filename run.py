@@ -15,8 +15,8 @@ from rasd_jax import config as config_lib
 from rasd_jax import jobs
 from rasd_jax import usage
 from rasd_jax import workdir as workdir_lib
+from rasd_jax.training import distributed
 from rasd_jax.training import loop
-from rasd_jax.training import mesh
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "The job's config file, experiments/<name>.py[:ARGS] (ARGS: its arguments).",
@@ -25,7 +25,7 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder; a rerun resumes it. Default: runs/<config name>[_<args>].")
 flags.mark_flags_as_required(["config"])
 _EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
-# An explicit multi-process launch, as flags or as the variables they set (mesh.py).
+# An explicit multi-process launch, as flags or as the variables they set (distributed.py).
 _LAUNCH = {
     "JAX_COORDINATOR_ADDRESS": flags.DEFINE_string(
         "coordinator_address", None, "host:port of process 0, in every process."),
@@ -150,7 +150,7 @@ def main(argv):
   if workdir is None:
     workdir = default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
-    mesh.initialize_distributed()
+    distributed.initialize()
     if _WORKDIR.value is None:
       workdir_lib.log(f"workdir {workdir} (no --workdir given)")
     jobs.run(config, workdir)

@@ -75,7 +75,7 @@ def main():
   from rasd_jax.data import sources
   from rasd_jax.data import tasks
   from rasd_jax.training import downstream
-  from rasd_jax.training import engine
+  from rasd_jax.jobs import finetune as finetune_job
   from rasd_jax.training import weights
   from rasd_jax.evaluation import evaluators
 
@@ -100,8 +100,8 @@ def main():
     config.model, config.evaluation, config.roi = "unet_tiny", mode, (16, 16, 8)
     config.total_steps, config.eval_every_steps = args.steps, args.steps // 3
     workdir = os.path.join(root, mode)
-    results = engine.finetune(config, workdir)
-    task, split = engine._cases(config)
+    results = finetune_job.run(config, workdir)
+    task, split = finetune_job._cases(config)
     scored = "test" if mode == "heldout" else "val"
     model = weights.load_model(workdir)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)

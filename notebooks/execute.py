@@ -11,10 +11,10 @@ A cell that raises, or runs longer than --timeout seconds, stops the run with it
 leaves the stored notebook as it was.
 
 The stored outputs are what a notebook page shows: consecutive prints of a cell to one stream are
-one output, and a line rewritten in place (a progress bar's `\r`) is stored as its last state.
-The temporary folder is written `.` (a workdir reads `./runs/...`) and no execution times are
-recorded, so that a rerun changes only what the run itself changes: the numbers of training
-(the same up to floating-point reduction order), the compile times and the progress bars' rates.
+one output, and a line rewritten in place (a progress bar) is stored as its last state. The
+temporary folder is written `.` (a workdir reads `./runs/...`) and no execution times are
+recorded, so that a rerun changes only what the run itself changes: the compile times and the
+progress bars' times and rates, and TIMING_NOTE.
 """
 
 import argparse

@@ -375,13 +375,13 @@ def _finetune_step(args):
   from rasd_jax import models
   from rasd_jax.data import tasks
   from rasd_jax.training import downstream
-  from rasd_jax.training import engine
+  from rasd_jax.jobs import finetune as finetune_job
   from rasd_jax.training import mesh as mesh_lib
   from rasd_jax.training import optimizer
   from rasd_jax.training import state as state_lib
 
   task = tasks.get(args.task)
-  name = models.resolve(args.model or engine.DEFAULT_MODELS[task.ndim])
+  name = models.resolve(args.model or finetune_job.DEFAULT_MODELS[task.ndim])
   roi = (args.size,) * task.ndim if args.size else tuple(task.roi)
   batch = args.batch or task.sampling.batch * task.sampling.patches_per_case
   output = task.inference.output if task.kind == "segmentation" else task.kind

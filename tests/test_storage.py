@@ -263,7 +263,7 @@ def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path,
   from experiments import finetune as finetune_experiment
   from rasd_jax.data import prepared as prepared_lib
   from rasd_jax.data import tasks
-  from rasd_jax.training import engine
+  from rasd_jax.jobs import finetune as finetune_job
   task = tasks.get(name)
   download, bucket = str(tmp_path / "download"), f"gs://{gcs.bucket}/downloads/{name}"
   official.WRITERS[name](download)
@@ -280,8 +280,8 @@ def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path,
   for data_dir in (local, remote):
     config = finetune_experiment.get_config(f"task={name},runlocal")
     config.data.dir = data_dir
-    job_task, split = engine._cases(config)
-    prepared.append((split, engine._data(config, job_task, split)))
+    job_task, split = finetune_job._cases(config)
+    prepared.append((split, finetune_job._data(config, job_task, split)))
   (local_split, local_data), (remote_split, remote_data) = prepared
   assert local_data["train"] and local_data["val"] and local_data["test"]
   assert remote_split == remote_paths(local_split)

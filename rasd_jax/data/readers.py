@@ -26,11 +26,8 @@ import json
 import math
 import os
 import tempfile
-import warnings
 
 from etils import epath
-import grain
-import jax
 import nibabel as nib
 import numpy as np
 import pydicom
@@ -408,28 +405,6 @@ def read_case(entry, num_classes=None, affine_atol=1e-3):
   return image, label, reference[2]
 
 
-def read_cases(entries, num_classes=None, skip_bad=False, affine_atol=1e-3):
-  """[{"image", "label", "affine", "entry"}] of every entry, read and checked by read_case.
-
-  With `skip_bad`, a case that fails (ValueError, OSError) is left out with a warning naming
-  its file and the reason; otherwise the first failure raises. An empty result is an error.
-  """
-  entries, cases = list(entries), []
-  for entry in entries:
-    try:
-      image, label, affine = read_case(entry, num_classes, affine_atol)
-    except (ValueError, OSError) as e:
-      if not skip_bad:
-        raise
-      warnings.warn(f"skipping case {entry if isinstance(entry, str) else entry['image']}: {e}",
-                    stacklevel=2)
-      continue
-    cases.append({"image": image, "label": label, "affine": affine, "entry": entry})
-  if not cases:
-    raise ValueError(f"none of the {len(entries)} cases could be read")
-  return cases
-
-
 # --- Classification lists -----------------------------------------------------------------------
 
 
@@ -511,15 +486,3 @@ def load_class_folders(root):
                        f"({', '.join(READABLE_SUFFIXES)})")
     entries += [{"image": workdir_lib.join(folder, f), "label": index} for f in files]
   return ClassificationData(entries, classes, {c: i for i, c in enumerate(classes)})
-
-
-# --- grain --------------------------------------------------------------------------------------
-
-
-def map_dataset(entries, read_fn=read_case, shard=True):
-  """A grain MapDataset of read_fn(entry), read lazily. With `shard`, process p of n keeps
-  entries p, p + n, ... (jax.process_index / process_count), so each host reads only its part."""
-  dataset = grain.MapDataset.source(list(entries))
-  if shard:
-    dataset = dataset[jax.process_index()::jax.process_count()]
-  return dataset.map(read_fn)

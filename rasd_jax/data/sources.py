@@ -7,12 +7,25 @@ splits.make_splits and `prepare_cases`.
 
 import warnings
 
+from etils import epath
 import grain
 
 from rasd_jax.data import pipeline
 from rasd_jax.data import readers
+from rasd_jax import workdir as workdir_lib
 
 CUSTOM_SOURCES = ("json", "csv", "folders")
+
+
+def check_custom_source(data):
+  """The user's list that a finetune config's `data` names (the one of data.json, data.csv,
+  data.folders given) exists: a ValueError naming it otherwise."""
+  key = next(k for k in CUSTOM_SOURCES if data[k])
+  path = data[key]
+  workdir_lib.check_storage(path)
+  found = epath.Path(path)
+  if not (found.is_dir() if key == "folders" else found.is_file()):
+    raise ValueError(f"data.{key} {path!r} does not exist")
 
 
 def read_options(threads):

@@ -62,7 +62,7 @@ def recipe(task, *, fold=0, roi=None, evaluation="heldout", num_classes=0):
   return {**out, "roi": list(roi)}
 
 
-def describe(built):
+def recipe_text(built):
   """A recipe in words, for errors."""
   return ", ".join(f"{k} {tuple(v) if isinstance(v, list) else v}" for k, v in built.items())
 
@@ -101,7 +101,7 @@ class RasdConfig(tfds.core.BuilderConfig):
     self.recipe = recipe(self.task, fold=self.fold, roi=self.roi, evaluation=self.evaluation,
                          num_classes=self.num_classes)
     self.name = self.name or _config_name(self.recipe)
-    self.description = self.description or describe(self.recipe)
+    self.description = self.description or recipe_text(self.recipe)
 
 
 def _registry_configs():
@@ -263,12 +263,12 @@ def find(data_dir, wanted):
   chosen = [path for path, made in recipes.items() if made == wanted]
   if len(chosen) == 1:
     return chosen[0]
-  held = "; ".join(f"{p.parent.name}: {describe(m)}" for p, m in recipes.items()) or "nothing"
+  held = "; ".join(f"{p.parent.name}: {recipe_text(m)}" for p, m in recipes.items()) or "nothing"
   if chosen:
     raise ValueError(f"tfds dir {data_dir} holds {len(chosen)} datasets built for "
-                     f"{describe(wanted)}: give the folder of one ({held})")
+                     f"{recipe_text(wanted)}: give the folder of one ({held})")
   raise ValueError(f"tfds dir {data_dir} holds no {NAME} {VERSION} dataset built for "
-                   f"{describe(wanted)}; it holds {held}")
+                   f"{recipe_text(wanted)}; it holds {held}")
 
 
 def task_of(path, roi):
@@ -302,20 +302,6 @@ def read(chosen, threads=4):
   dataset = grain.MapDataset.source([r.index for r in chosen]).map(
       lambda i: _sample(source[i], kind))
   return list(dataset.to_iter_dataset(sources.read_options(threads)))
-
-
-def cases(task, data_dir, split, *, fold=0, roi=None, train_fraction=1.0, seed=0,
-          evaluation="heldout", num_classes=0, threads=4):
-  """The prepared samples of `split` of the dataset built in `data_dir` for this recipe
-  (`recipe`'s arguments; the training cases: the subset of `seed` and `train_fraction`), as
-  sources.prepare_cases gives them from the files. (The finetune job reads each process's
-  share of the `records`: engine.share.)"""
-  path = find(data_dir, recipe(task, fold=fold, roi=roi, evaluation=evaluation,
-                               num_classes=num_classes))
-  chosen = records(path, train_fraction, seed)[split]
-  if chosen is None:
-    raise ValueError(f"{path} has no {split!r} split (evaluation 'paper' holds out no test)")
-  return read(chosen, threads)
 
 
 def main():

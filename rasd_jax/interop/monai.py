@@ -134,7 +134,7 @@ def _describe_unet(arrays):
 
 
 def _describe(arrays):
-  """describe() of a `_normalise`d checkpoint."""
+  """identify() of a `_normalise`d checkpoint."""
   if _PATCH_EMBED in arrays:
     found = _describe_swin(arrays)
   elif _UNET_FIRST in arrays:
@@ -157,7 +157,7 @@ def _describe(arrays):
   return found
 
 
-def describe(state_dict):
+def identify(state_dict):
   """What a MONAI SwinUNETR or UNet checkpoint holds: {'network' (our class), 'ndim', 'size'
   (feature_size; channels and num_res_units), 'in_channels', 'out_channels' (None without an
   output layer), 'model' (the registry name of that size, or None), 'source' (one line)}. A

@@ -16,7 +16,7 @@ import numpy as np
 
 from rasd_jax.models import heads
 from rasd_jax.training import transfer
-from rasd_jax.training.checkpoint import path_name
+from rasd_jax.models import path_name
 
 _LEAVES = {"kernel": "weight", "scale": "weight", "mean": "running_mean",
            "var": "running_var"}

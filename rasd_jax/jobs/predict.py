@@ -34,6 +34,7 @@ from rasd_jax.data import predictions
 from rasd_jax.data import readers
 from rasd_jax.data import tasks
 from rasd_jax.training import downstream
+from rasd_jax.jobs import finetune as finetune_job
 from rasd_jax.training import engine
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import weights as weights_lib
@@ -105,7 +106,7 @@ def _task(config, spec):
   """(task, overlap, window) of the network `spec` in config.model: the fine-tuning run's
   (W/task.json), or the registry task `config.task` with its inference settings. Refuses a
   network whose dimension, channels or outputs are not the task's, in one line."""
-  record = epath.Path(weights_lib.split_path(config.model)[0]) / engine.TASK
+  record = epath.Path(weights_lib.split_path(config.model)[0]) / finetune_job.TASK
   if config.task:
     task = tasks.get(config.task)
     overlap, window = task.inference.overlap, engine.WINDOWS["heldout"]
@@ -114,8 +115,8 @@ def _task(config, spec):
     task = pipeline.from_task_record(found["task"])
     overlap, window = found["overlap"], found["window"]
   else:
-    raise ValueError(f"model {config.model!r} holds no {engine.TASK} (a fine-tuning run writes "
-                     "it): name the task its outputs are, --config.task=NAME")
+    raise ValueError(f"model {config.model!r} holds no {finetune_job.TASK} (a fine-tuning run "
+                     "writes it): name the task its outputs are, --config.task=NAME")
   output = spec.get("output", "softmax") if spec["network"] == "downstream" else "softmax"
   outputs = spec["num_outputs"] if spec["network"] == "downstream" else spec["out_channels"]
   pooled = spec.get("pooled", False)

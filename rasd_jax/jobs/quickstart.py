@@ -35,8 +35,8 @@ import numpy as np
 from rasd_jax.data import demo
 from rasd_jax.data import pipeline
 from rasd_jax.evaluation import compare
+from rasd_jax.jobs import pretrain as pretrain_job
 from rasd_jax.training import engine
-from rasd_jax.training import pretrain
 from rasd_jax.training import weights
 from rasd_jax import workdir as workdir_lib
 from rasd_jax.workdir import log
@@ -80,7 +80,7 @@ def run_one(trainers, data, workdir, name, init, n, seed, probe, pretrained, con
       eval_every=config.eval_every,
       pretrained=pretrained if init == "pretrained" else None,
       checkpoint_every=config.steps, log_every=config.steps, threads=2,
-      describe={"task": name, "init": init, "train_images": n, "seed": seed, "probe": probe})
+      about={"task": name, "init": init, "train_images": n, "seed": seed, "probe": probe})
   return workdir_lib.json_ready({
       "task": name, "init": init, "train_images": n, "seed": seed, "probe": probe,
       "selected_step": results["selected_step"], "val_dice": results["val"]["dice"],
@@ -123,7 +123,7 @@ def run(config, workdir):
   _check(config)
   workdir_lib.prepare(workdir, config)
   pre_dir = os.path.join(workdir, "pretrain")
-  pretrain.train(config.pretrain, pre_dir)
+  pretrain_job.run(config.pretrain, pre_dir)
   pretrained = weights.load_model(pre_dir)
   path = os.path.join(workdir, "runs.jsonl")
   done = {run_key(r) for r in workdir_lib.read_jsonl(path)}

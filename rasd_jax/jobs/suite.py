@@ -34,6 +34,7 @@ from rasd_jax.data import prepared
 from rasd_jax.data import sources
 from rasd_jax.data import tasks
 from rasd_jax.evaluation import compare
+from rasd_jax.jobs import finetune as finetune_job
 from rasd_jax.training import engine
 from rasd_jax.training import loop
 from rasd_jax.training import weights
@@ -120,16 +121,14 @@ def data_problem(config, name):
   if run.data.source == "tfds":
     from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
     try:
-      tfds_source.find(run.data.tfds_dir, engine.tfds_recipe(run))
+      tfds_source.find(run.data.tfds_dir, finetune_job.tfds_recipe(run))
     except ValueError as e:
       return str(e)
     return None
-  if run.task == "custom" and not run.data.dir:
-    key = next(k for k in sources.CUSTOM_SOURCES if run.data[k])
-    found = epath.Path(run.data[key])
-    return (None if (found.is_dir() if key == "folders" else found.is_file())
-            else f"data.{key} {run.data[key]!r} does not exist")
   try:
+    if run.task == "custom" and not run.data.dir:
+      sources.check_custom_source(run.data)
+      return None
     task = prepared.task_of_folder(run.data.dir, run.roi) if run.task == "custom" else run.task
     prepared.load_splits(task, run.data.dir, fold=run.data.fold)
   except (FileNotFoundError, ValueError) as e:
@@ -170,7 +169,7 @@ def run(config, workdir):
       log(f"{name}: {init_name}, seed {seed}")
       start = time.perf_counter()
       try:
-        engine.finetune(run_config(config, name, init, seed), path)
+        finetune_job.run(run_config(config, name, init, seed), path)
       except loop.Stopped:
         write_summary(config, workdir, runs, missing)  # the runs finished so far
         raise

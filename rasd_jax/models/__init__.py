@@ -48,6 +48,14 @@ MODELS = {
 SIZES = ("tiny", "small", "base", "large", "huge")
 
 
+def path_name(path):
+  """'params/encoder1/layer/conv1/kernel': the name of a network variable's pytree path, the
+  same whether it comes from live arrays or from a checkpoint's metadata (which stores every
+  key as a string): what checkpoints, weight transfer and the PyTorch layout match on."""
+  parts = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+  return "/".join(str(p) for p in parts if p != "value")
+
+
 def resolve(name):
   """The registry name of `name` (a registry name or a SwinUNETR size); a clear error
   for an unknown one."""

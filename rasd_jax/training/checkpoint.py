@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from rasd_jax.models import path_name
 from rasd_jax import workdir as workdir_lib
 from rasd_jax.workdir import log
 
@@ -26,13 +27,6 @@ _ITEM = "default"  # the folder of a step's one item, as CheckpointManager names
 
 class AnotherModelError(ValueError):
   """The checkpoint holds arrays of other names or shapes than the run's."""
-
-
-def path_name(path):
-  """'params/encoder1/layer/conv1/kernel': a pytree path the same whether it comes from
-  live arrays or from the checkpoint's metadata (which stores every key as a string)."""
-  parts = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
-  return "/".join(str(p) for p in parts if p != "value")
 
 
 def _shapes(tree):

@@ -29,7 +29,7 @@ from rasd_jax.objectives import classification
 from rasd_jax.objectives import segmentation
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import state as state_lib
-from rasd_jax.training.checkpoint import path_name
+from rasd_jax.models import path_name
 
 OUTPUTS = tasks.SEGMENTATION_OUTPUTS + ("classification", "multilabel", "regression")
 

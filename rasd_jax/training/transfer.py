@@ -11,7 +11,7 @@ starts the same way, from a network of the same architecture: every variable tra
 from flax import nnx
 import jax
 
-from rasd_jax.training.checkpoint import path_name
+from rasd_jax.models import path_name
 
 
 def named(state):

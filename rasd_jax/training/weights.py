@@ -23,9 +23,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rasd_jax import models
-from rasd_jax.evaluation import selection
 from rasd_jax.training import checkpoint
 from rasd_jax.training import mesh as mesh_lib
+from rasd_jax.training import selection
 from rasd_jax import workdir as workdir_lib
 
 SPEC_FILE = workdir_lib.SPEC

@@ -202,7 +202,7 @@ def test_custom_data_prepares_and_feeds_the_job(tmp_path):
   """task=custom: the user's Decathlon dataset.json prepared, then fine-tuning on data.dir
   reads the same cases, classes and modality as fine-tuning on data.json."""
   from experiments import finetune as finetune_experiment
-  from rasd_jax.training import engine
+  from rasd_jax.jobs import finetune as finetune_job
   dataset = _decathlon(tmp_path / "mine")
   before = _tree(tmp_path / "mine")
   out = run_job("experiments/prepare.py:task=custom", tmp_path / "data",
@@ -214,7 +214,7 @@ def test_custom_data_prepares_and_feeds_the_job(tmp_path):
   for key, value in (("dir", str(tmp_path / "data")), ("json", str(dataset))):
     config = finetune_experiment.get_config("task=custom,runlocal")
     config.data[key] = value
-    task, split = engine._cases(config)
+    task, split = finetune_job._cases(config)
     runs[key] = (task, {s: None if e is None else sorted(c["image"] for c in e)
                         for s, e in split.items()})
   assert runs["dir"] == runs["json"]

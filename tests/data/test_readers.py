@@ -1,6 +1,5 @@
 import json
 import os
-import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -115,19 +114,6 @@ def test_read_case_checks_name_the_file(tmp_path):
     readers.read_case(str(tmp_path / "absent.npy"))
 
 
-def test_read_cases_skip_bad_warns_and_keeps_the_good(tmp_path):
-  good = {"image": _nifti(tmp_path / "a.nii.gz", _volume(0)),
-          "label": _nifti(tmp_path / "a_seg.nii.gz", np.ones((4, 5, 3), np.uint8))}
-  bad = {"image": _nifti(tmp_path / "b.nii.gz", _volume(1)),
-         "label": _nifti(tmp_path / "b_seg.nii.gz", np.full((4, 5, 3), 9, np.uint8))}
-  with pytest.raises(ValueError, match="b_seg.nii.gz"):
-    readers.read_cases([good, bad], num_classes=2)
-  with pytest.warns(UserWarning, match="skipping case .*b.nii.gz: label .*b_seg.nii.gz"):
-    cases = readers.read_cases([bad, good], num_classes=2, skip_bad=True)
-  assert [c["entry"] for c in cases] == [good]
-  np.testing.assert_array_equal(cases[0]["image"][0], _volume(0))
-
-
 def _write_dicom_series(folder, stored, spacing, origin, slope, intercept, slice_z):
   """`stored` (slices, rows, cols) int16, slice k at z = origin z + slice_z[k], written with
   file names out of slice order."""
@@ -232,17 +218,6 @@ def test_classification_csv_and_class_folders(tmp_path):
   gone.write_text("image,label\nnormal/9.png,normal\n")
   with pytest.raises(FileNotFoundError, match=r"1 file\(s\) listed in .*gone.csv.*9.png"):
     readers.load_classification_csv(gone)
-
-
-def test_map_dataset_reads_lazily_per_process(tmp_path):
-  paths = [str(tmp_path / f"{i}.npy") for i in range(3)]
-  for i, path in enumerate(paths):
-    np.save(path, np.full((2, 2), i))
-  dataset = readers.map_dataset(paths)  # one process here: it keeps every entry
-  assert len(dataset) == 3
-  with warnings.catch_warnings():
-    warnings.simplefilter("error")
-    assert [float(image.max()) for image, _, _ in dataset] == [0.0, 1.0, 2.0]
 
 
 def test_4d_nifti_modalities_last_and_palette_masks(tmp_path):

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from conftest import REPO_ROOT, run_job
 from experiments import finetune as finetune_experiment
 from rasd_jax.data import demo, tasks, tfds_source
-from rasd_jax.training import engine
+from rasd_jax.jobs import finetune as finetune_job
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "data", "downloads"))
 import official  # noqa: E402  (every task's official-download fixture)
@@ -62,12 +62,12 @@ def assert_same_samples(expected, got):
 def assert_job_reads_the_same(config, tfds_dir):
   """The job's task and prepared cases of every split: from the files, then from the built
   dataset (data.source=tfds); returns the tfds ones."""
-  task, split = engine._cases(config)
-  files = engine._data(config, task, split)
+  task, split = finetune_job._cases(config)
+  files = finetune_job._data(config, task, split)
   config.data.update(source="tfds", tfds_dir=str(tfds_dir))
-  engine._check(config)
-  tfds_task, records = engine._cases(config)
-  built = engine._data(config, tfds_task, records)
+  finetune_job._check(config)
+  tfds_task, records = finetune_job._cases(config)
+  built = finetune_job._data(config, tfds_task, records)
   assert tfds_task == task
   for name in tasks.SPLITS:
     assert (files[name] is None) == (built[name] is None), name
@@ -106,7 +106,10 @@ def test_registry_task_reads_back_as_the_job_prepares_it(tmp_path, name, recipe)
   folder = epath.Path(builder.data_path)
   for data_dir in (tmp_path / "tfds", folder):
     for split in ("train", "val"):
-      assert_same_samples(built[split], tfds_source.cases(name, data_dir, split, **recipe))
+      path = tfds_source.find(data_dir, tfds_source.recipe(name, **recipe))
+      chosen = tfds_source.records(path, recipe.get("train_fraction", 1.0),
+                                   recipe.get("seed", 0))[split]
+      assert_same_samples(built[split], tfds_source.read(chosen))
 
 
 def test_registry_configs_and_their_names():
@@ -214,7 +217,7 @@ def test_a_dataset_for_another_recipe_is_a_one_line_error(tmp_path):
     config.update(dict(dict(roi=tasks.get(name).roi), **fields))
     w = tmp_path / f"w{i}"
     with pytest.raises(ValueError) as error:
-      engine.finetune(config, str(w))
+      finetune_job.run(config, str(w))
     message = str(error.value)
     assert "\n" not in message and all(m in message for m in messages), message
     assert not w.exists()

@@ -4,7 +4,7 @@ import numpy as np
 
 from rasd_jax.data import tasks
 from rasd_jax.evaluation import evaluators
-from rasd_jax.evaluation import selection
+from rasd_jax.training import selection
 
 
 def test_region_metrics_by_hand():
@@ -77,14 +77,14 @@ def test_durations_steps_or_epochs():
   """A duration in epochs is ceil(epochs x steps per epoch); both units given, or a negative
   one, is an error naming the keys."""
   import pytest
-  from rasd_jax.training import engine
-  assert engine.steps("total", 0, 3, 2.5) == 8
-  assert engine.steps("total", 7, 0, 2.5) == 7
-  assert engine.steps("warmup", 0, 0, 4) == 0
+  from rasd_jax.jobs import finetune as finetune_job
+  assert finetune_job.steps("total", 0, 3, 2.5) == 8
+  assert finetune_job.steps("total", 7, 0, 2.5) == 7
+  assert finetune_job.steps("warmup", 0, 0, 4) == 0
   with pytest.raises(ValueError, match="total_steps = 5 and total_epochs = 2 are both given"):
-    engine.steps("total", 5, 2, 1)
+    finetune_job.steps("total", 5, 2, 1)
   with pytest.raises(ValueError, match="eval_every_steps = -1"):
-    engine.steps("eval_every", -1, 0, 1)
+    finetune_job.steps("eval_every", -1, 0, 1)
 
 
 def test_paper_fundus_dice_counts_the_background():

@@ -24,7 +24,7 @@ from rasd_jax import workdir as workdir_lib
 from rasd_jax.interop import files
 from rasd_jax.interop import monai
 from rasd_jax.jobs import export_weights
-from rasd_jax.training.checkpoint import path_name
+from rasd_jax.models import path_name
 
 IN, OUT = 2, 3
 # MONAI's instance norm needs more than one voxel at 1/32 resolution, hence 64 on one axis.

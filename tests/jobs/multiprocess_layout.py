@@ -5,9 +5,10 @@ cases each process reads, and gathering. Writes what it saw as JSON to argv[1]."
 import json
 import sys
 
+from rasd_jax.training import distributed
 from rasd_jax.training import mesh as mesh_lib
 
-mesh_lib.initialize_distributed()
+distributed.initialize()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -32,7 +33,7 @@ for batch in (1, 2, 4, 6, 8, 16):
       "global": multihost_utils.process_allgather(assembled, tiled=True).tolist(),
       "sum": np.asarray(total.addressable_data(0)).tolist(),
       "train": engine.share(mesh, "train", cases), "val": engine.share(mesh, "val", cases),
-      "describe": mesh_lib.describe(mesh, batch)}
+      "describe": mesh_lib.layout_text(mesh, batch)}
 seen["gathered"] = mesh_lib.gather([f"p{jax.process_index()}c{k}" for k in
                                     engine.share(mesh, "test", cases)])
 with open(sys.argv[1], "w") as f:

@@ -230,11 +230,11 @@ def test_all_empty_training_labels_stop_before_training(tmp_path, dataset):
   assert not w.exists()
 
   from experiments import finetune as finetune_experiment
-  from rasd_jax.training import engine
+  from rasd_jax.jobs import finetune as finetune_job
   config = finetune_experiment.get_config("task=custom,runlocal")
   config.data.json = broken_copy(dataset, tmp_path, "two_empty", lambda r: empty(r, range(2)))
-  task, split = engine._cases(config)
-  data = engine._data(config, task, split)
+  task, split = finetune_job._cases(config)
+  data = finetune_job._data(config, task, split)
   assert sorted(bool(s["label"].any()) for s in data["train"]) == [False, False, True]
 
 

@@ -305,11 +305,11 @@ def test_processes_that_disagree_are_one_line_each_in_bounded_time(tmp_path):
 
 
 def test_a_process_that_stalls_after_the_check_in_is_one_line_in_bounded_time(tmp_path):
-  """A process that checks in (mesh._check_in) and then never starts JAX, as process 1 and
-  as the coordinator, process 0: the other stops with one error line once its timeout has
+  """A process that checks in (distributed._check_in) and then never starts JAX, as process 1
+  and as the coordinator, process 0: the other stops with one error line once its timeout has
   passed (XLA alone would abort it later with a stack dump), writing nothing."""
-  stall = ("import sys, time; from rasd_jax.training import mesh; "
-           "mesh._check_in(sys.argv[1], 2, int(sys.argv[2]), 60); time.sleep(600)")
+  stall = ("import sys, time; from rasd_jax.training import distributed; "
+           "distributed._check_in(sys.argv[1], 2, int(sys.argv[2]), 60); time.sleep(600)")
   for stalled in (1, 0):
     address, index = f"127.0.0.1:{free_port()}", 1 - stalled
     peer = subprocess.Popen([sys.executable, "-c", stall, address, str(stalled)], cwd=REPO_ROOT,

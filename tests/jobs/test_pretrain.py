@@ -171,7 +171,7 @@ def states(*paths):
 
 
 def test_init_continues_from_the_weights_and_a_resume_never_reads_them(tmp_path, capsys):
-  from rasd_jax.training import pretrain
+  from rasd_jax.jobs import pretrain as pretrain_job
   w, v = tmp_path / "w", tmp_path / "v"
   run(w, "--config.total_steps=20", "--config.checkpoint_every=20")
   out = run(v, "--config.total_steps=4", "--config.checkpoint_every=4", f"--config.init={w}")
@@ -204,20 +204,20 @@ def test_init_continues_from_the_weights_and_a_resume_never_reads_them(tmp_path,
   # job as run.py calls it, without a second interpreter's start-up.
   os.rename(w, tmp_path / "w_moved")
   capsys.readouterr()
-  pretrain.train(tiny_config(init=str(w), total_steps=6, checkpoint_every=4), str(v))
+  pretrain_job.run(tiny_config(init=str(w), total_steps=6, checkpoint_every=4), str(v))
   out = capsys.readouterr().out
   assert "resuming from the checkpoint of step 4" in out and "initialising" not in out
   assert [r["step"] for r in metrics(v)] == list(range(1, 7))
   # Another init on a resume is refused: config.json keeps where the run started.
   with pytest.raises(ValueError, match=r"differs in \['init'\]"):
-    pretrain.train(tiny_config(init=str(tmp_path / "w_moved"), total_steps=6,
-                               checkpoint_every=4), str(v))
+    pretrain_job.run(tiny_config(init=str(tmp_path / "w_moved"), total_steps=6,
+                                 checkpoint_every=4), str(v))
 
 
 def test_init_takes_a_fine_tuned_backbone_and_refuses_what_it_cannot_start_from(tmp_path):
   from flax import nnx
   from rasd_jax.training import checkpoint
-  from rasd_jax.training import pretrain
+  from rasd_jax.jobs import pretrain as pretrain_job
   from rasd_jax.training import transfer
   from rasd_jax.training import weights
   # A fine-tuning workdir's weights (W/best/STEP): the pre-trained backbone and a head.
@@ -229,7 +229,7 @@ def test_init_takes_a_fine_tuned_backbone_and_refuses_what_it_cannot_start_from(
   checkpointer.save(7, {"params": params, "rest": rest})
   checkpointer.close()
   weights.write_spec(f, spec)
-  loaded = pretrain.pretrained_network(tiny_config(init=str(f)), str(tmp_path / "new"))
+  loaded = pretrain_job.pretrained_network(tiny_config(init=str(f)), str(tmp_path / "new"))
   expected = transfer.named(nnx.state(network.backbone))
   assert transfer.named(nnx.state(loaded)).keys() == expected.keys()
   for name, value in transfer.named(nnx.state(loaded)).items():
@@ -246,5 +246,5 @@ def test_init_takes_a_fine_tuned_backbone_and_refuses_what_it_cannot_start_from(
     config = tiny_config(init=str(init))
     config.synthesis.ndim = 3
     with pytest.raises(ValueError, match=re.escape(message)):
-      pretrain.train(config, str(w))
+      pretrain_job.run(config, str(w))
     assert not os.path.exists(w)

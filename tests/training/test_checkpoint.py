@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from rasd_jax import models
 from rasd_jax.training import checkpoint
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import state as state_lib
@@ -64,7 +65,7 @@ def test_checkpoint_of_another_shape_is_refused_and_left_alone(tmp_path):
 
 def test_path_names_match_between_live_arrays_and_metadata():
   state, _ = make_state(3)
-  names = [checkpoint.path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
+  names = [models.path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
   assert "params/layers/0/kernel" in names and "rest/layers/1/mean" in names
   assert "opt_state/0/mu/layers/0/kernel" in names
 

@@ -3,6 +3,7 @@
 import jax
 import pytest
 
+from rasd_jax.training import distributed
 from rasd_jax.training import mesh
 
 
@@ -21,7 +22,7 @@ def test_multi_process_launch(monkeypatch, env, expected):
     monkeypatch.delenv(name, raising=False)
   for name, value in env.items():
     monkeypatch.setenv(name, value)
-  assert mesh.multi_process_launch() is expected
+  assert distributed.multi_process_launch() is expected
 
 
 def test_mesh_spans_every_device():

@@ -7,7 +7,7 @@ import pytest
 from experiments import finetune as finetune_experiment
 from rasd_jax.data import tasks
 from rasd_jax.training import downstream
-from rasd_jax.training import engine
+from rasd_jax.jobs import finetune as finetune_job
 
 
 @pytest.mark.parametrize("name, cases, overrides, expected", [
@@ -26,7 +26,7 @@ from rasd_jax.training import engine
 def test_registry_epochs_become_steps(name, cases, overrides, expected):
   config = finetune_experiment.get_config(f"task={name}")
   config.update(overrides)
-  total, eval_every, optim = engine.durations(config, cases)
+  total, eval_every, optim = finetune_job.durations(config, cases)
   assert (total, eval_every, optim.warmup_steps) == expected
 
 
@@ -65,12 +65,12 @@ def _by_hand(task, logits, labels):
 @pytest.mark.parametrize("name", ["btcv", "drive", "idrid_grading", "wsss4luad",
                                   "rsna_bone_age"])
 def test_each_registry_task_trains_with_its_loss(name):
-  """The task's config gives the network's output (engine._network) and its loss; both
+  """The task's config gives the network's output (finetune_job._network) and its loss; both
   against the formula for the task's kind, on random logits and labels."""
   task = tasks.get(name)
   config = finetune_experiment.get_config(f"task={name}")
   config.model = "unet_tiny"
-  spec, _ = engine._network(config, task)
+  spec, _ = finetune_job._network(config, task)
   rng = np.random.default_rng(len(name))
   batch = 2
   shape = (batch, 5, 4, 3) if task.ndim == 3 else (batch, 6, 5)

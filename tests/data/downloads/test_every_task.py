@@ -9,7 +9,7 @@ import pytest
 import official
 from experiments import finetune as finetune_experiment
 from rasd_jax.data import downloads, pipeline, prepared, splits, tasks
-from rasd_jax.training import engine
+from rasd_jax.jobs import finetune as finetune_job
 
 ALL = list(tasks.TASKS.values())
 
@@ -43,8 +43,8 @@ def test_task_prepares_and_feeds_the_job(task, tmp_path):
   # training cases out, one training batch of the registry's roi (runlocal: CPU-sized).
   config = finetune_experiment.get_config(f"task={task.name},runlocal")
   config.data.dir = str(tmp_path / "data")
-  job_task, split = engine._cases(config)
-  data = engine._data(config, job_task, split)
+  job_task, split = finetune_job._cases(config)
+  data = finetune_job._data(config, job_task, split)
   assert len(data["train"]) >= 1 and len(data["val"]) >= 1 and len(data["test"]) >= 1
   for sample in data["train"] + data["val"] + data["test"]:
     assert sample["image"].dtype == np.float32 and sample["image"].ndim == task.ndim + 1
