@@ -374,8 +374,8 @@ def _finetune_step(args):
   dtype."""
   from rasd_jax import models
   from rasd_jax.data import tasks
-  from rasd_jax.training import downstream
   from rasd_jax.jobs import finetune as finetune_job
+  from rasd_jax.training import downstream
   from rasd_jax.training import mesh as mesh_lib
   from rasd_jax.training import optimizer
   from rasd_jax.training import state as state_lib

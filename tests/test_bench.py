@@ -66,6 +66,19 @@ def test_pretrain_bench_reports_flops_and_no_mfu_on_cpu():
   assert figures["remat"] is False and figures["attention"] == "einsum"
 
 
+def test_finetune_step_bench_times_the_fine_tuning_step():
+  """The fine-tuning step of DRIVE's protocol: one sigmoid output, the reference's dropout in
+  the 2D U-Net (the float32 step only: each dtype is a compile)."""
+  result = subprocess.run(
+      [sys.executable, "-m", "rasd_jax.bench", "finetune_step", "--task", "drive", "--model",
+       "unet_tiny", "--size", "16", "--batch", "2", "--compute-dtype", "float32"],
+      cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+  figures = json.loads(result.stdout.strip().splitlines()[-1])
+  assert (figures["output"], figures["num_outputs"], figures["dropout"]) == ("sigmoid", 1, 0.15)
+  assert figures["roi"] == [16, 16] and figures["float32_step_s"] > 0
+  assert "bfloat16_step_s" not in figures
+
+
 def test_step_vs_torch_times_both_steps_of_one_network():
   """Our step and MONAI's UNet in PyTorch, same network, batch and loss: figures that agree
   with each other, and PyTorch's FLOP count within the range of XLA's count of our program

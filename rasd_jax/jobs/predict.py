@@ -33,8 +33,8 @@ from rasd_jax.data import pipeline
 from rasd_jax.data import predictions
 from rasd_jax.data import readers
 from rasd_jax.data import tasks
-from rasd_jax.training import downstream
 from rasd_jax.jobs import finetune as finetune_job
+from rasd_jax.training import downstream
 from rasd_jax.training import engine
 from rasd_jax.training import mesh as mesh_lib
 from rasd_jax.training import weights as weights_lib
@@ -82,8 +82,8 @@ def _listing(source, section):
   if other:
     log(f"input {source}: {len(other)} file(s) of other formats left out: {readers.few(other)}")
   if not entries:
-    raise ValueError(f"input {source} holds no image file ({', '.join(readers.READABLE_SUFFIXES)})"
-                     " and no DICOM series folder")
+    raise ValueError(f"input {source} holds no image file "
+                     f"({', '.join(readers.READABLE_SUFFIXES)}) and no DICOM series folder")
   return entries
 
 
@@ -103,17 +103,21 @@ def _entries(source, section):
 
 
 def _task(config, spec):
-  """(task, overlap, window) of the network `spec` in config.model: the fine-tuning run's
-  (W/task.json), or the registry task `config.task` with its inference settings. Refuses a
-  network whose dimension, channels or outputs are not the task's, in one line."""
+  """(task, output, overlap, window) of the network `spec` in config.model: the fine-tuning
+  run's (W/task.json), or the registry task `config.task` with its inference settings.
+  Refuses another task than the run's, and a network whose dimension, channels or outputs
+  are not the task's, in one line."""
   record = epath.Path(weights_lib.split_path(config.model)[0]) / finetune_job.TASK
-  if config.task:
-    task = tasks.get(config.task)
-    overlap, window = task.inference.overlap, engine.WINDOWS["heldout"]
-  elif record.exists():
+  if record.exists():
     found = readers.read_json_object(os.fspath(record), "task file")
     task = pipeline.from_task_record(found["task"])
     overlap, window = found["overlap"], found["window"]
+    if config.task and config.task != task.name:
+      raise ValueError(f"model {config.model!r} was fine-tuned for task {task.name!r}, not "
+                       f"{config.task!r}")
+  elif config.task:
+    task = tasks.get(config.task)
+    overlap, window = task.inference.overlap, engine.WINDOWS["heldout"]
   else:
     raise ValueError(f"model {config.model!r} holds no {finetune_job.TASK} (a fine-tuning run "
                      "writes it): name the task its outputs are, --config.task=NAME")

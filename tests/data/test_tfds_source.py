@@ -106,7 +106,8 @@ def test_registry_task_reads_back_as_the_job_prepares_it(tmp_path, name, recipe)
   folder = epath.Path(builder.data_path)
   for data_dir in (tmp_path / "tfds", folder):
     for split in ("train", "val"):
-      path = tfds_source.find(data_dir, tfds_source.recipe(name, **recipe))
+      path = tfds_source.find(data_dir, tfds_source.recipe(
+          name, **{k: v for k, v in recipe.items() if k not in RUN_ONLY}))
       chosen = tfds_source.records(path, recipe.get("train_fraction", 1.0),
                                    recipe.get("seed", 0))[split]
       assert_same_samples(built[split], tfds_source.read(chosen))

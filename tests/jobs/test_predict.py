@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 
 import nibabel as nib
 import numpy as np
@@ -104,6 +105,21 @@ def test_a_png_mask_comes_back_as_the_file(tmp_path):
   np.testing.assert_array_equal(np.asarray(Image.open(files[0])), mask)
 
 
+def test_a_2d_dicom_input_gets_a_nifti_on_its_pixel_grid(tmp_path):
+  """A single-frame DICOM file has a 2D pixel grid (a 3x3 affine): its label map is a 2D NIfTI
+  whose affine holds that grid on its first two axes."""
+  from rasd_jax.data import pipeline, predictions
+  task = pipeline.custom_task("segmentation", 2, 1, 3, (16, 16))
+  grid = np.array([[0.7, 0.0, 4.0], [0.0, 0.8, -2.0], [0.0, 0.0, 1.0]])
+  labels = np.random.default_rng(0).integers(0, 3, (5, 6))
+  files = predictions.paths(str(tmp_path), "mammo", "/data/mammo.dcm")
+  predictions.write(files, task, {"affine": grid, "path": "/data/mammo.dcm"}, labels)
+  written = nib.load(files[0])
+  np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
+  np.testing.assert_allclose(written.affine, [[0.7, 0, 0, 4], [0, 0.8, 0, -2], [0, 0, 1, 0],
+                                              [0, 0, 0, 1]])
+
+
 def save_network(workdir, spec, task):
   """A workdir as the finetune job leaves it (model.json, W/best, task.json), of the
   network `spec` at its initial weights."""
@@ -168,10 +184,22 @@ def test_predict_segmentation(tmp_path):
   again = predict(tmp_path / "out", f"--config.model={model}", f"--config.input={scans}",
                   "--config.probabilities=true")
   assert "2 done before, 1 to go" in again.stdout
-  refused = predict(tmp_path / "other", f"--config.model={model}", f"--config.input={scans}",
-                    "--config.task=drive", check=False)
-  assert refused.returncode == 1 and refused.stderr.count("\n") == 1
-  assert "is a 3D dense network" in refused.stderr and "task 'drive' takes 2D" in refused.stderr
+  # Another task than the run's; then, with no task.json to say it, a network of another
+  # dimension than the task's: one line each (run.py prints a ValueError as one `error:`
+  # line), nothing written.
+  from experiments import predict as predict_experiment
+  from rasd_jax import jobs
+  config = predict_experiment.get_config()
+  config.update(model=str(model), input=str(scans), task="drive")
+  with pytest.raises(ValueError, match="was fine-tuned for task 'acdc', not 'drive'") as refused:
+    jobs.run(config, str(tmp_path / "other"))
+  assert "\n" not in str(refused.value)
+  os.remove(model / "task.json")
+  message = ("is a 3D dense network of 1 input channel(s) and 4 'softmax' output(s); task "
+             "'drive' takes 2D segmentation with 1 channel(s) and 2 output(s)")
+  with pytest.raises(ValueError, match=re.escape(message)) as refused:
+    jobs.run(config, str(tmp_path / "other"))
+  assert "\n" not in str(refused.value)
   assert not (tmp_path / "other").exists()
 
 
