@@ -62,6 +62,12 @@ def recipe(task, *, fold=0, roi=None, evaluation="heldout", num_classes=0):
   return {**out, "roi": list(roi)}
 
 
+def recipe_of(config):
+  """The recipe of the dataset a finetune config (experiments/finetune.py) reads."""
+  return recipe(config.task, fold=config.data.fold, roi=config.roi,
+                evaluation=config.evaluation, num_classes=config.num_classes)
+
+
 def recipe_text(built):
   """A recipe in words, for errors."""
   return ", ".join(f"{k} {tuple(v) if isinstance(v, list) else v}" for k, v in built.items())

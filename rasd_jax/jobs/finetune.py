@@ -37,7 +37,6 @@ MAY_CHANGE = ("total_steps", "total_epochs", "checkpoint_every", "keep_checkpoin
               "data.source", "data.tfds_dir") + optimizer.MAY_CHANGE
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 
-TASK = "task.json"  # what the predict job needs: the task, the patch size, overlap and window
 
 
 def steps(name, given_steps, given_epochs, steps_per_epoch):
@@ -115,13 +114,6 @@ def durations(config, train_cases):
   return total, eval_every, optim
 
 
-def tfds_recipe(config):
-  """The recipe (tfds_source.recipe) of the dataset a finetune config reads."""
-  from rasd_jax.data import tfds_source
-  return tfds_source.recipe(config.task, fold=config.data.fold, roi=config.roi,
-                            evaluation=config.evaluation, num_classes=config.num_classes)
-
-
 def _cases(config):
   """(task, {'train', 'val', 'test'} entries; test None with evaluation 'paper'): the lists
   and splits, checked before anything is written or read in full. data.source "tfds": the
@@ -129,7 +121,7 @@ def _cases(config):
   its cases (tfds_source.Record)."""
   if config.data.source == "tfds":
     from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
-    path = tfds_source.find(config.data.tfds_dir, tfds_recipe(config))
+    path = tfds_source.find(config.data.tfds_dir, tfds_source.recipe_of(config))
     return (tfds_source.task_of(path, config.roi),
             tfds_source.records(path, config.train_fraction, config.seed))
   if config.task != "custom":
@@ -232,7 +224,7 @@ def run(config, workdir):
   jax.eval_shape(lambda x: nnx.view(weights_lib.build(spec), deterministic=True,
                                     raise_if_not_found=False)(x), patch)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
-  workdir_lib.write_json(os.path.join(workdir, TASK), {
+  workdir_lib.write_json(os.path.join(workdir, engine.TASK), {
       "task": pipeline.task_record(task), "overlap": config.overlap,
       "window": engine.WINDOWS[config.evaluation]})
   log(f"model {spec['model']} ({task.ndim}D), head {config.head}"

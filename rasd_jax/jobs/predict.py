@@ -33,7 +33,6 @@ from rasd_jax.data import pipeline
 from rasd_jax.data import predictions
 from rasd_jax.data import readers
 from rasd_jax.data import tasks
-from rasd_jax.jobs import finetune as finetune_job
 from rasd_jax.training import downstream
 from rasd_jax.training import engine
 from rasd_jax.training import mesh as mesh_lib
@@ -107,7 +106,7 @@ def _task(config, spec):
   run's (W/task.json), or the registry task `config.task` with its inference settings.
   Refuses another task than the run's, and a network whose dimension, channels or outputs
   are not the task's, in one line."""
-  record = epath.Path(weights_lib.split_path(config.model)[0]) / finetune_job.TASK
+  record = epath.Path(weights_lib.split_path(config.model)[0]) / engine.TASK
   if record.exists():
     found = readers.read_json_object(os.fspath(record), "task file")
     task = pipeline.from_task_record(found["task"])
@@ -119,7 +118,7 @@ def _task(config, spec):
     task = tasks.get(config.task)
     overlap, window = task.inference.overlap, engine.WINDOWS["heldout"]
   else:
-    raise ValueError(f"model {config.model!r} holds no {finetune_job.TASK} (a fine-tuning run "
+    raise ValueError(f"model {config.model!r} holds no {engine.TASK} (a fine-tuning run "
                      "writes it): name the task its outputs are, --config.task=NAME")
   output = spec.get("output", "softmax") if spec["network"] == "downstream" else "softmax"
   outputs = spec["num_outputs"] if spec["network"] == "downstream" else spec["out_channels"]

@@ -35,7 +35,7 @@ import numpy as np
 from rasd_jax.data import demo
 from rasd_jax.data import pipeline
 from rasd_jax.evaluation import compare
-from rasd_jax.jobs import pretrain as pretrain_job
+from rasd_jax import jobs
 from rasd_jax.training import engine
 from rasd_jax.training import weights
 from rasd_jax import workdir as workdir_lib
@@ -123,7 +123,7 @@ def run(config, workdir):
   _check(config)
   workdir_lib.prepare(workdir, config)
   pre_dir = os.path.join(workdir, "pretrain")
-  pretrain_job.run(config.pretrain, pre_dir)
+  jobs.get("pretrain")(config.pretrain, pre_dir)
   pretrained = weights.load_model(pre_dir)
   path = os.path.join(workdir, "runs.jsonl")
   done = {run_key(r) for r in workdir_lib.read_jsonl(path)}

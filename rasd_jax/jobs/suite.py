@@ -34,7 +34,7 @@ from rasd_jax.data import prepared
 from rasd_jax.data import sources
 from rasd_jax.data import tasks
 from rasd_jax.evaluation import compare
-from rasd_jax.jobs import finetune as finetune_job
+from rasd_jax import jobs
 from rasd_jax.training import engine
 from rasd_jax.training import loop
 from rasd_jax.training import weights
@@ -121,7 +121,7 @@ def data_problem(config, name):
   if run.data.source == "tfds":
     from rasd_jax.data import tfds_source  # tensorflow-datasets is needed for tfds alone
     try:
-      tfds_source.find(run.data.tfds_dir, finetune_job.tfds_recipe(run))
+      tfds_source.find(run.data.tfds_dir, tfds_source.recipe_of(run))
     except ValueError as e:
       return str(e)
     return None
@@ -169,7 +169,7 @@ def run(config, workdir):
       log(f"{name}: {init_name}, seed {seed}")
       start = time.perf_counter()
       try:
-        finetune_job.run(run_config(config, name, init, seed), path)
+        jobs.get("finetune")(run_config(config, name, init, seed), path)
       except loop.Stopped:
         write_summary(config, workdir, runs, missing)  # the runs finished so far
         raise

@@ -59,6 +59,7 @@ from rasd_jax.workdir import log
 WINDOWS = {"heldout": "gaussian", "paper": "constant"}
 RESULTS = "results.json"
 PREDICTIONS = "predictions"  # the test cases' label maps, on their image files' grids
+TASK = "task.json"  # what the predict job needs: the task, the patch size, overlap and window
 
 
 @dataclasses.dataclass

@@ -125,8 +125,7 @@ def save_network(workdir, spec, task):
   network `spec` at its initial weights."""
   from flax import nnx
   from rasd_jax.data import pipeline
-  from rasd_jax.training import checkpoint, weights
-  from rasd_jax.jobs import finetune as finetune_job
+  from rasd_jax.training import checkpoint, engine, weights
   from rasd_jax import workdir as workdir_lib
   os.makedirs(workdir)
   _, params, rest = nnx.split(weights.build(spec, seed=1), nnx.Param, ...)
@@ -134,7 +133,7 @@ def save_network(workdir, spec, task):
   checkpointer.save(0, {"params": params, "rest": rest})
   checkpointer.close()
   weights.write_spec(workdir, spec)
-  workdir_lib.write_json(os.path.join(workdir, finetune_job.TASK), {
+  workdir_lib.write_json(os.path.join(workdir, engine.TASK), {
       "task": pipeline.task_record(task), "overlap": 0.25, "window": "constant"})
 
 
