@@ -98,3 +98,16 @@ def test_damaged_checkpoints_are_set_aside_until_one_restores(tmp_path):
     saver.start(abstract, lambda: pytest.fail("not yet"))
   assert saver.start(abstract, lambda: "fresh") == (0, "fresh")
   saver.close()
+
+
+def test_checkpointers_of_one_run_synchronise_under_keys_of_their_own(tmp_path):
+  """A fine-tuning run saves its checkpoints and its best weights at once: each manager's
+  barriers across processes carry its folder (shared keys let two processes' saves of
+  different folders meet, and the run hung); the key is the same in every process."""
+  first = checkpoint.Checkpointer(tmp_path / "w" / "checkpoints")
+  second = checkpoint.Checkpointer(tmp_path / "w" / "best")
+  prefixes = [c._manager._multiprocessing_options.barrier_sync_key_prefix
+              for c in (first, second)]
+  assert prefixes == [str(tmp_path / "w" / "checkpoints"), str(tmp_path / "w" / "best")]
+  first.close()
+  second.close()
