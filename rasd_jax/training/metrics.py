@@ -6,8 +6,10 @@ Process 0 writes; other processes' writers do nothing. The workdir may be on clo
 google-cloud-storage).
 """
 
+import importlib
 import json
 import os
+import sys
 import time
 
 from etils import epath
@@ -56,22 +58,21 @@ class _TensorBoard:
   it resumes."""
 
   def __init__(self, folder, resume_step):
-    # Only jobs that log to TensorBoard need tensorboardX.
-    from tensorboardX import event_file_writer
-    from tensorboardX.proto import event_pb2
-    self._event_pb2, self._folder = event_pb2, folder
+    tensorboardx = _tensorboardx()
+    self._event_pb2, self._summary, self._folder = (
+        tensorboardx.proto.event_pb2, tensorboardx.summary, folder)
     workdir_lib.makedirs(folder)
     with workdir_lib.naming(folder):
-      self._writer = event_file_writer.EventsWriter(os.path.join(folder, "events"))
+      self._writer = tensorboardx.event_file_writer.EventsWriter(
+          os.path.join(folder, "events"))
       if resume_step is not None:
-        self._writer.write_event(event_pb2.Event(
+        self._writer.write_event(self._event_pb2.Event(
             step=resume_step, wall_time=time.time(),
-            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+            session_log=self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START)))
 
   def write(self, step, values):
-    from tensorboardX import summary
-    merged = summary.Summary(value=[v for name, value in values.items()
-                                    for v in summary.scalar(name, value).value])
+    merged = self._summary.Summary(value=[v for name, value in values.items()
+                                          for v in self._summary.scalar(name, value).value])
     with workdir_lib.naming(self._folder):
       self._writer.write_event(self._event_pb2.Event(step=step, wall_time=time.time(),
                                                      summary=merged))
@@ -80,3 +81,19 @@ class _TensorBoard:
   def close(self):
     with workdir_lib.naming(self._folder):
       self._writer.close()
+
+
+def _tensorboardx():
+  """tensorboardX (only jobs that log to TensorBoard need it), imported without PyTorch:
+  where PyTorch is installed, tensorboardX's package imports it (3 s of every job's start
+  here) for tensor types that numbers never are."""
+  hide = "torch" not in sys.modules
+  if hide:
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which it handles
+  try:
+    for name in ("event_file_writer", "proto.event_pb2", "summary"):
+      importlib.import_module(f"tensorboardX.{name}")
+    return sys.modules["tensorboardX"]
+  finally:
+    if hide:
+      del sys.modules["torch"]

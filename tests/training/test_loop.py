@@ -3,10 +3,14 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import pytest
+
+from conftest import REPO_ROOT
 
 from rasd_jax.training import checkpoint
 from rasd_jax.training import loop
@@ -87,3 +91,33 @@ def test_sigterm_saves_and_raises_stopped(tmp_path):
   assert (stopped.value.signum, stopped.value.step) == (signal.SIGTERM, 6)
   assert sorted(os.listdir(tmp_path / "ck"), key=int) == ["4", "6"]
   assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+
+
+def test_tensorboard_events_are_written_without_importing_pytorch(tmp_path):
+  """Where PyTorch is installed, writing TensorBoard scalars leaves it unimported (tensorboardX
+  would import it: seconds of every job's start), the events read back, and PyTorch still
+  imports afterwards."""
+  pytest.importorskip("torch")
+  script = f"""
+import glob, sys
+from rasd_jax.training import metrics
+writer = metrics.MetricsWriter({str(tmp_path)!r}, tensorboard=True, resume_step=3)
+writer.write(4, loss=0.5)
+writer.close()
+assert "torch" not in sys.modules, "PyTorch was imported"
+from tensorboardX.proto import event_pb2
+import torch
+path, = glob.glob({str(tmp_path / "tensorboard" / "events.out.tfevents.*")!r})
+data = open(path, "rb").read()
+events, at = [], 0
+while at < len(data):  # TFRecord framing: length, its crc, the record, its crc
+  size = int.from_bytes(data[at:at + 8], "little")
+  events.append(event_pb2.Event.FromString(data[at + 12:at + 12 + size]))
+  at += 16 + size
+print([(e.step, e.session_log.status, [(v.tag, v.simple_value) for v in e.summary.value])
+       for e in events[1:]])
+"""
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       cwd=REPO_ROOT)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == "[(3, 1, []), (4, 0, [('loss', 0.5)])]", out.stdout
