@@ -1,10 +1,8 @@
 """Shared test set-up.
 
-The tests' tiny networks and shapes compile for far longer than they run on a 2-core CPU, so
-this process and the subprocesses the tests start (same environment) share a persistent
-compilation cache (each program compiled once per test run) and compile without XLA's
-backend (LLVM) optimisations: a third less time for the suite's tiny fine-tuning runs, the
-same programs. `xla_flags` adds a fake device count to those flags.
+XLA compiles of the generator take seconds on a 2-core CPU; a persistent compilation
+cache shared by this process and the subprocesses the tests start (same environment)
+compiles each program once per test run.
 """
 
 import os
@@ -13,15 +11,8 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO_ROOT, ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ["XLA_FLAGS"] = " ".join(
-    filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, REPO_ROOT)
-
-
-def xla_flags(devices):
-  """This environment's XLA_FLAGS with `devices` fake CPU devices."""
-  return f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
 
 
 def pytest_collection_modifyitems(items):
