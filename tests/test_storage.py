@@ -292,11 +292,11 @@ def test_registry_task_data_in_the_bucket_reads_as_the_local_copy(gcs, tmp_path,
       for field in set(theirs) - {"geometry"}:
         np.testing.assert_array_equal(np.asarray(ours[field]), np.asarray(theirs[field]))
       # Where the files are (in the bucket, or converted into `remote`), and the same grid.
-      for key, value in theirs.get("geometry", {}).items():
-        if key in ("path", "label"):
-          assert os.path.basename(ours["geometry"][key]) == os.path.basename(value), key
+      for name, value in theirs.get("geometry", {}).items():
+        if name in ("path", "label"):
+          assert os.path.basename(ours["geometry"][name]) == os.path.basename(value), name
         else:
-          np.testing.assert_array_equal(ours["geometry"][key], value, err_msg=key)
+          np.testing.assert_array_equal(ours["geometry"][name], value, err_msg=name)
   with pytest.raises(FileNotFoundError, match=f"gs://{gcs.bucket}/tasks/none is not a prepared"):
     prepared_lib.load_splits(task, f"gs://{gcs.bucket}/tasks/none")
 

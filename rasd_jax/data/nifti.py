@@ -16,13 +16,19 @@ def save(path, array, affine=None, header=None):
   nibabel writes local files only, so a cloud file is written to a temporary folder first
   and then uploaded whole (workdir.write_file). `header`: another file's, whose fields
   (orientation codes, units, description) the file keeps; the shape and data type are the
-  array's."""
+  array's. `affine`: 4x4, or a 2D image's 3x3 (e.g. a single-frame DICOM file's pixel grid),
+  placed on the first two axes."""
   array = np.asarray(array)
   if header is not None:
     header = header.copy()
     header.set_data_dtype(array.dtype)
     header.set_slope_inter(None, None)
-  image = nib.Nifti1Image(array, np.eye(4) if affine is None else affine, header=header)
+  if affine is None:
+    affine = np.eye(4)
+  elif np.shape(affine) == (3, 3):
+    affine = np.insert(np.insert(np.asarray(affine, float), 2, 0.0, axis=0), 2, 0.0, axis=1)
+    affine[2, 2] = 1.0
+  image = nib.Nifti1Image(array, affine, header=header)
   path = os.fspath(path)
   if workdir_lib.is_remote(path):
     with tempfile.TemporaryDirectory() as folder:

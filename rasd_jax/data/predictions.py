@@ -55,24 +55,13 @@ def _npy(path, array):
   workdir_lib.write_file(path, data.getvalue())
 
 
-def _nifti_affine(affine):
-  """The 4x4 NIfTI affine of a file's: a 2D image's 3x3 (a single-frame DICOM file's pixel
-  grid) placed on its first two axes."""
-  affine = np.asarray(affine, float)
-  if affine.shape == (3, 3):
-    affine = np.insert(np.insert(affine, 2, 0.0, axis=0), 2, 0.0, axis=1)
-    affine[2, 2] = 1.0
-  return affine
-
-
 def write(files, task, geometry, labels, probs=None):
   """Writes `labels` (*S) and, with a second path in `files`, `probs` (C, *S), both on the
   grid of the image file (pipeline.to_native), to `files`; `geometry`: the prepared
   sample's."""
   if len(files) > 1:
     if files[1].endswith(".nii.gz"):
-      nifti.save(files[1], np.moveaxis(probs, 0, -1).astype(np.float32),
-                 _nifti_affine(geometry["affine"]))
+      nifti.save(files[1], np.moveaxis(probs, 0, -1).astype(np.float32), geometry["affine"])
     else:
       _npy(files[1], probs.astype(np.float32))
   labels = pipeline.label_values(task)[labels]
@@ -90,4 +79,4 @@ def write(files, task, geometry, labels, probs=None):
     header = (nib.load(source).header if source.lower().endswith(_NIFTI)
               and not workdir_lib.is_remote(source) else None)
     nifti.save(path, labels.astype(np.uint8 if labels.max() < 256 else np.int16),
-               _nifti_affine(geometry["affine"]), header=header)
+               geometry["affine"], header=header)

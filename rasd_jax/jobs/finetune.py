@@ -38,7 +38,6 @@ MAY_CHANGE = ("total_steps", "total_epochs", "checkpoint_every", "keep_checkpoin
 DEFAULT_MODELS = {2: "unet_small", 3: "swinunetr_tiny"}  # init=scratch without `model`
 
 
-
 def steps(name, given_steps, given_epochs, steps_per_epoch):
   """A duration given as exactly one of steps or epochs (the other 0), in steps (big_vision's
   `steps()`); an error naming both keys otherwise."""

@@ -42,7 +42,6 @@ class Checkpointer:
     if keep < 1:
       raise ValueError(f"keep_checkpoints = {keep}: must keep at least one checkpoint")
     self.directory = workdir_lib.as_path(directory)
-    self.barrier_prefix = str(self.directory)  # the same in every process of a run
     try:
       self._manager = ocp.CheckpointManager(
           self.directory, item_handlers=ocp.StandardCheckpointHandler(),
@@ -52,9 +51,10 @@ class Checkpointer:
           cleanup_tmp_directories=True,  # Partial saves of a killed run.
           # Two checkpointers save at once in a fine-tuning run (its checkpoints and its
           # best weights); without keys of their own, a process's save of one met the
-          # other process's save of the other at the same barrier and the run hung.
+          # other process's save of the other at the same barrier and the run hung. The
+          # folder is the same in every process of a run.
           multiprocessing_options=ocp.options.MultiprocessingOptions(
-              barrier_sync_key_prefix=self.barrier_prefix)))
+              barrier_sync_key_prefix=str(self.directory))))
     except OSError as e:
       raise ValueError(
           f"cannot create the checkpoint folder {str(self.directory)!r}: {e}") from None

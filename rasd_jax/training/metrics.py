@@ -58,24 +58,23 @@ class _TensorBoard:
   it resumes."""
 
   def __init__(self, folder, resume_step):
-    tensorboardx = _tensorboardx()
-    self._event_pb2, self._summary, self._folder = (
-        tensorboardx.proto.event_pb2, tensorboardx.summary, folder)
+    self._tbx, self._folder = _tensorboardx(), folder
+    event_pb2 = self._tbx.proto.event_pb2
     workdir_lib.makedirs(folder)
     with workdir_lib.naming(folder):
-      self._writer = tensorboardx.event_file_writer.EventsWriter(
-          os.path.join(folder, "events"))
+      self._writer = self._tbx.event_file_writer.EventsWriter(os.path.join(folder, "events"))
       if resume_step is not None:
-        self._writer.write_event(self._event_pb2.Event(
+        self._writer.write_event(event_pb2.Event(
             step=resume_step, wall_time=time.time(),
-            session_log=self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START)))
+            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
   def write(self, step, values):
-    merged = self._summary.Summary(value=[v for name, value in values.items()
-                                          for v in self._summary.scalar(name, value).value])
+    summary = self._tbx.summary
+    merged = summary.Summary(value=[v for name, value in values.items()
+                                    for v in summary.scalar(name, value).value])
     with workdir_lib.naming(self._folder):
-      self._writer.write_event(self._event_pb2.Event(step=step, wall_time=time.time(),
-                                                     summary=merged))
+      self._writer.write_event(self._tbx.proto.event_pb2.Event(
+          step=step, wall_time=time.time(), summary=merged))
       self._writer.flush()
 
   def close(self):
