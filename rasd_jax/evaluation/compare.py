@@ -13,7 +13,6 @@ import dataclasses
 import math
 
 import numpy as np
-from scipy import stats
 
 LOWER_IS_BETTER = ("mae", "rmse", "hd95")
 LEVEL = 0.95
@@ -56,6 +55,8 @@ def t_interval(mean, se, n, level=LEVEL):
   degrees of freedom; (NaN, NaN) below two values."""
   if n < 2 or not math.isfinite(se):
     return math.nan, math.nan
+  from scipy import stats  # here: importing scipy.stats takes ~0.5 s, which jobs that never
+  # summarise (pretrain, synthesize) would pay at start-up
   half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
   return mean - half, mean + half
 

@@ -7,12 +7,16 @@ I = max(int(R * (1 - overlap)), 1) voxels (I = R when R == S) until one reaches 
 last one is moved back to end at S. Each window's prediction is weighted by an importance map
 (`importance_map`), summed, divided by the summed weights, and the padding is cropped.
 
-The window list comes from the static shapes, so the function traces under `jax.jit`; `predict`
-runs inside one `lax.scan` over batches of `batch_size` windows, so it is compiled once whatever
-the number of windows. It must be a pure function of the window batch: for an NNX model in eval
-mode, `lambda x: model(x)` will do.
+`predict` is called once per batch of `batch_size` windows, always with the same shape, and
+the window bookkeeping (cutting the windows out, adding their weighted predictions up) runs in
+small jitted programs of their own: with a jitted `predict` the network compiles once for
+every image shape, which is what a test set of volumes of many sizes needs (traced as one
+program per image shape, the network was compiled again for each). `predict` must be a pure
+function of the window batch: for an NNX model in eval mode, `nnx.jit(lambda x: model(x))`
+will do. The function also traces under `jax.jit` (the loop over window batches unrolls).
 """
 
+import functools
 import itertools
 
 import jax
@@ -67,25 +71,33 @@ def sliding_window_inference(image, roi, predict, overlap=0.5, mode="gaussian",
   starts = np.array(starts + starts[:1] * filler, np.int32).reshape(-1, batch_size, len(roi) + 2)
   weights = jnp.asarray(importance_map(roi, mode, sigma_scale))[..., None]
   window_shape = (1, *roi, x.shape[-1])
-
-  def step(carry, chunk):
-    total, norm = carry
-    chunk_starts, chunk_valid = chunk
-    windows = jax.vmap(lambda s: jax.lax.dynamic_slice(x, s, window_shape)[0])(chunk_starts)
-    out = predict(windows).astype(jnp.float32)
-    for i in range(batch_size):
-      w = weights * chunk_valid[i]
-      total = _add_at(total, chunk_starts[i], (w * out[i])[None])
-      norm = _add_at(norm, chunk_starts[i], w[None])
-    return (total, norm), None
-
-  out_shape = jax.eval_shape(predict, jax.ShapeDtypeStruct((batch_size, *window_shape[1:]),
-                                                           x.dtype))
-  total = jnp.zeros((x.shape[0], *padded, out_shape.shape[-1]), jnp.float32)
-  norm = jnp.zeros((x.shape[0], *padded, 1), jnp.float32)
-  (total, norm), _ = jax.lax.scan(step, (total, norm), (jnp.asarray(starts), jnp.asarray(valid)))
+  total = norm = None
+  for chunk_starts, chunk_valid in zip(starts, valid):
+    out = predict(_windows(x, chunk_starts, window_shape))
+    if total is None:
+      total = jnp.zeros((x.shape[0], *padded, out.shape[-1]), jnp.float32)
+      norm = jnp.zeros((x.shape[0], *padded, 1), jnp.float32)
+    total, norm = _accumulate(total, norm, out, weights, chunk_starts, chunk_valid)
   crop = tuple(slice(before, before + s) for (before, _), s in zip(pads, spatial))
   return (total / norm)[(slice(None), *crop)]
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _windows(x, starts, window_shape):
+  """The windows of x (B, *S, C) at `starts` (n, 1 + ndim + 1): (n, *roi, C)."""
+  return jax.vmap(lambda s: jax.lax.dynamic_slice(x, s, window_shape)[0])(starts)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _accumulate(total, norm, out, weights, starts, valid):
+  """total and norm with the windows' weighted predictions `out` (n, *roi, K) and weights
+  added at `starts`, window after window (the order fixes the float sums)."""
+  out = out.astype(jnp.float32)
+  for i in range(out.shape[0]):
+    w = weights * valid[i]
+    total = _add_at(total, starts[i], (w * out[i])[None])
+    norm = _add_at(norm, starts[i], w[None])
+  return total, norm
 
 
 def _add_at(array, start, update):

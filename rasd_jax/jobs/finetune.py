@@ -220,15 +220,16 @@ def run(config, workdir):
                          compute_dtype=config.compute_dtype, seed=config.seed)
   # The network takes the patches (each network: multiples of its downsampling).
   patch = jax.ShapeDtypeStruct((1,) + tuple(task.roi) + (task.in_channels,), jnp.float32)
-  jax.eval_shape(lambda x: nnx.view(weights_lib.build(spec), deterministic=True,
-                                    raise_if_not_found=False)(x), patch)
+  params, rest = trainer.abstract["params"], trainer.abstract["rest"]
+  jax.eval_shape(lambda p, r, x: nnx.view(nnx.merge(trainer.graphdef, p, r), deterministic=True,
+                                          raise_if_not_found=False)(x), params, rest, patch)
   workdir_lib.prepare(workdir, config, may_change=MAY_CHANGE)
   workdir_lib.write_json(os.path.join(workdir, engine.TASK), {
       "task": pipeline.task_record(task), "overlap": config.overlap,
       "window": engine.WINDOWS[config.evaluation]})
   log(f"model {spec['model']} ({task.ndim}D), head {config.head}"
       f"{', linear probe' * config.probe}: "
-      f"{models.count_params(spec['model'], task.ndim, task.in_channels, spec['out_channels']):,}"
+      f"{models.size(params['backbone']):,}"
       f" backbone parameters; {mesh_lib.layout_text(mesh, config.batch_size)}")
   class_names = list(task.classes[1:] if task.kind == "segmentation" else task.classes)
   about = {"task": config.task, "kind": task.kind, "modality": task.modality_group,

@@ -122,7 +122,7 @@ def run(config, workdir):
   graphdef, abstract = state_lib.abstract(make_model, tx, mesh)
   weights.write_spec(workdir, network_spec(config))
   log(f"model {config.model} ({spec.ndim}D): "
-      f"{models.count_params(config.model, spec.ndim, spec.channels, config.out_channels):,}"
+      f"{models.size(abstract['params']):,}"
       f" parameters; {mesh_lib.layout_text(mesh, config.batch_size)}")
 
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),

@@ -135,5 +135,9 @@ def count_params(name, ndim, in_channels=1, out_channels=32):
   """Parameter count without allocating the weights."""
   abstract = nnx.eval_shape(lambda: create(name, ndim, in_channels, out_channels,
                                            rngs=nnx.Rngs(0)))
-  state = nnx.state(abstract, nnx.Param)
-  return sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(state))
+  return size(nnx.state(abstract, nnx.Param))
+
+
+def size(params):
+  """The number of values in a tree of arrays (or of their shapes)."""
+  return sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params))

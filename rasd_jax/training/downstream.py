@@ -99,22 +99,27 @@ def make_step(graphdef, abstract_state, mesh, *, tx, schedule, output, probe=Fal
 def make_segment(graphdef, roi, overlap, output, window="gaussian", probabilities=False,
                  batch_size=4):
   """`(weights {'params', 'rest'}, image (1, *S, C)) -> (int32 label map (*S), float32
-  probabilities)`, jitted: sliding-window inference in eval mode, each window's logits
-  weighted by `window` ("constant" or "gaussian", sliding_window.importance_map), then
-  argmax ('softmax') or p > 0.5 ('sigmoid'). The probabilities: the foreground's (*S) (the
-  sigmoid, or 1 - p(background) of the softmax); with `probabilities`, each output
-  channel's (*S, C) (the softmax, or the sigmoid)."""
+  probabilities)`: sliding-window inference in eval mode, each window's logits weighted by
+  `window` ("constant" or "gaussian", sliding_window.importance_map), then argmax ('softmax')
+  or p > 0.5 ('sigmoid'). The probabilities: the foreground's (*S) (the sigmoid, or
+  1 - p(background) of the softmax); with `probabilities`, each output channel's (*S, C) (the
+  softmax, or the sigmoid). The network is jitted on its batch of windows alone: it compiles
+  once, whatever the images' shapes."""
+  forward = jax.jit(lambda weights, windows: _eval_model(graphdef, weights)(windows))
 
   @jax.jit
-  def segment(weights, image):
-    logits = sliding_window.sliding_window_inference(
-        image, tuple(roi), _eval_model(graphdef, weights), overlap=overlap, mode=window,
-        batch_size=batch_size)[0].astype(jnp.float32)
+  def finish(logits):
     if output == "sigmoid":
       p = jax.nn.sigmoid(logits)
       return (logits[..., 0] > 0).astype(jnp.int32), p if probabilities else p[..., 0]
     p = jax.nn.softmax(logits, axis=-1)
     return jnp.argmax(logits, axis=-1).astype(jnp.int32), p if probabilities else 1.0 - p[..., 0]
+
+  def segment(weights, image):
+    logits = sliding_window.sliding_window_inference(
+        image, tuple(roi), lambda windows: forward(weights, windows), overlap=overlap,
+        mode=window, batch_size=batch_size)[0]
+    return finish(logits)
 
   return segment
 

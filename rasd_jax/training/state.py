@@ -59,9 +59,10 @@ def abstract(make_model, tx, mesh):
   """(graphdef, abstract state with shardings). No array is allocated.
 
   Pure data parallelism: every array is replicated over the mesh."""
-  graphdef = nnx.split(nnx.eval_shape(make_model), nnx.Param, ...)[0]
+  graphdef, params, rest = nnx.split(nnx.eval_shape(make_model), nnx.Param, ...)
   replicated = NamedSharding(mesh, P())
-  shapes = jax.eval_shape(lambda: _init(make_model, tx))
+  shapes = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "rest": rest,
+            "opt_state": jax.eval_shape(tx.init, params)}
   return graphdef, jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
 

@@ -382,7 +382,9 @@ def test_swinunetr_3d_through_the_job(tmp_path):
   out = run(w, f"--config.data.dir={tmp_path / 'data'}", "--config.total_steps=2",
             "--config.eval_every_steps=2", "--config.log_every=1",
             "--config.checkpoint_every=2", config="experiments/finetune.py:task=msd09,runlocal")
-  assert "model swinunetr_tiny (3D)" in out.stdout
+  from rasd_jax import models
+  assert f"model swinunetr_tiny (3D), head add: {models.count_params('swinunetr_tiny', 3):,} " \
+      "backbone parameters" in out.stdout
   results = json.load(open(w / "results.json"))
   assert results["model"] == "swinunetr_tiny" and results["selected_step"] == 2
   assert 0 <= results["test"]["dice"] <= 1

@@ -111,6 +111,28 @@ def test_score_and_segment_outputs():
   np.testing.assert_array_equal(labels, (prob > 0.5).astype(np.int32))
 
 
+def test_segment_compiles_the_network_once_for_every_image_shape(monkeypatch):
+  """Images of three shapes: the network is traced once (the window bookkeeping, per shape, is
+  not the network); an image of the window's size gets the network's own output."""
+  graphdef, state, _ = setup("softmax", 3)
+  weights = {"params": state["params"], "rest": state["rest"]}
+  traced = []
+  eval_model = downstream._eval_model
+  monkeypatch.setattr(downstream, "_eval_model", lambda *a: traced.append(1) or eval_model(*a))
+  segment = downstream.make_segment(graphdef, (SIZE, SIZE), 0.5, "softmax",
+                                    probabilities=True)
+  rng = np.random.default_rng(5)
+  for shape in ((SIZE, SIZE), (24, 20), (40, 17)):
+    image = rng.random((1, *shape, 1), np.float32)
+    labels, probs = (np.asarray(x) for x in segment(weights, image))
+    assert labels.shape == shape and probs.shape == (*shape, 3)
+    if shape == (SIZE, SIZE):
+      expected = jax.nn.softmax(eval_model(graphdef, weights)(image)[0], axis=-1)
+      np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+      np.testing.assert_array_equal(labels, np.argmax(expected, axis=-1))
+  assert len(traced) == 1
+
+
 @pytest.fixture(scope="module")
 def dropout_steps():
   """{compute_dtype: step} of one network with dropout 0.5, its fresh state on the host, a
