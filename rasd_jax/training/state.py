@@ -49,20 +49,25 @@ def updated_rest(model):
   return nnx.state(model, nnx.Not(nnx.Any(nnx.Param, nnx.RngState)))
 
 
-def _init(make_model, tx):
-  _, params, rest = nnx.split(make_model(), nnx.Param, ...)
+def _state(params, rest, tx):
+  """The fresh train state of a network's variables."""
   return {"step": jnp.zeros((), jnp.int32), "params": params, "rest": rest,
           "opt_state": tx.init(params)}
 
 
+def _init(make_model, tx):
+  _, params, rest = nnx.split(make_model(), nnx.Param, ...)
+  return _state(params, rest, tx)
+
+
 def abstract(make_model, tx, mesh):
-  """(graphdef, abstract state with shardings). No array is allocated.
+  """(graphdef, abstract state with shardings). No array is allocated; the network is
+  built once (under eval_shape).
 
   Pure data parallelism: every array is replicated over the mesh."""
   graphdef, params, rest = nnx.split(nnx.eval_shape(make_model), nnx.Param, ...)
   replicated = NamedSharding(mesh, P())
-  shapes = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "rest": rest,
-            "opt_state": jax.eval_shape(tx.init, params)}
+  shapes = jax.eval_shape(lambda p, r: _state(p, r, tx), params, rest)
   return graphdef, jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
 

@@ -71,7 +71,8 @@ def number(cell):
 @pytest.mark.parametrize("half", [0, 1])
 def test_every_registry_task(tmp_path, request, half):
   """All 56 registry tasks (every other one in each half: two tests the two workers share)
-  from scratch, one seed; in the second half the 3D tasks from the 3D pre-training too (the
+  from scratch, one seed, each run's results holding its task's metrics and extra metrics
+  and its config the task's optimiser and output; in the second half the 3D tasks from the 3D pre-training too (the
   2D init is the next test's): 1- and 3-channel data, segmentation and classification, a
   first layer that transfers and one that does not (the 22 3D tasks of both halves would add
   a minute to the suite and no path). A summary row per task whose numbers are those of the
@@ -96,6 +97,16 @@ def test_every_registry_task(tmp_path, request, half):
     assert (row["modality"], row["kind"], row["metric"]) == (
         task.modality_group, task.kind, task.metrics[0]), row
     assert row["status"] == "done" and float(row["wall_seconds"]) > 0, row
+    run_dir = s / name / "scratch" / "seed0"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["task"], results["kind"], results["selection_metric"]) == (
+        name, task.kind, task.metrics[0])
+    for key in task.metrics + task.extra_metrics:  # GlaS object F1, IDRiD QWK, ...
+      assert key in results["test"] and key in results["val"], (name, key)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optim"]["algorithm"] == task.optimizer.algorithm, name
+    assert config["output"] == task.inference.output, name
+    assert f"task {name} ({task.kind}, {task.ndim}D" in out.stdout
     transfers = half and task.ndim == 3
     scratch = score(s, name, "scratch")
     pre = score(s, name, "pretrained") if transfers else math.nan
