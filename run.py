@@ -7,10 +7,10 @@ import re
 import sys
 
 # Flax imports IPython (0.3 s of a job's start here) only to ask whether a notebook runs it; a
-# command line never does, so it is left out (IPython stays importable in notebooks).
+# command line never does, so it is left out here (notebooks do not start through run.py).
 sys.modules.setdefault("IPython", None)
 
-from absl import app  # noqa: E402  (after the line above)
+from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags

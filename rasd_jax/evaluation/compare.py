@@ -55,8 +55,8 @@ def t_interval(mean, se, n, level=LEVEL):
   degrees of freedom; (NaN, NaN) below two values."""
   if n < 2 or not math.isfinite(se):
     return math.nan, math.nan
-  from scipy import stats  # here: importing scipy.stats takes ~0.5 s, which jobs that never
-  # summarise (pretrain, synthesize) would pay at start-up
+  # Imported here: scipy.stats takes ~0.5 s to import, which every job would pay at start-up.
+  from scipy import stats
   half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
   return mean - half, mean + half
 

@@ -71,12 +71,12 @@ def number(cell):
 @pytest.mark.parametrize("half", [0, 1])
 def test_every_registry_task(tmp_path, request, half):
   """All 56 registry tasks (every other one in each half: two tests the two workers share)
-  from scratch, one seed, each run's results holding its task's metrics and extra metrics
-  and its config the task's optimiser and output; in the second half the 3D tasks from the 3D pre-training too (the
-  2D init is the next test's): 1- and 3-channel data, segmentation and classification, a
-  first layer that transfers and one that does not (the 22 3D tasks of both halves would add
-  a minute to the suite and no path). A summary row per task whose numbers are those of the
-  runs' results.json."""
+  from scratch, one seed: each run's results hold its task's metrics and extra metrics, its
+  config the task's optimiser and output. In the second half the 3D tasks run from the 3D
+  pre-training too (the 2D init is the next test's): 1- and 3-channel data, segmentation and
+  classification, a first layer that transfers and one that does not (the 3D tasks of both
+  halves would add about a minute and no path). A summary row per task whose numbers are
+  those of the runs' results.json."""
   from rasd_jax.data import tasks
   names = sorted(tasks.TASKS)[half::2]
   init = str(request.getfixturevalue("init3d")) if half else "scratch"
