@@ -5,6 +5,7 @@ cache shared by this process and the subprocesses the tests start (same environm
 compiles each program once per test run.
 """
 
+import glob
 import os
 import sys
 
@@ -43,6 +44,21 @@ def run_job(config, workdir, *overrides, check=True):
   if check and result.returncode:
     raise AssertionError(result.stderr[-3000:])
   return result
+
+
+def tensorboard_events(workdir):
+  """The events of W/tensorboard, read back from the TFRecord framing of its event files
+  (per record: length, its crc, the record, its crc)."""
+  from tensorboardX.proto import event_pb2
+  events = []
+  for path in sorted(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))):
+    data = open(path, "rb").read()
+    offset = 0
+    while offset < len(data):
+      length = int.from_bytes(data[offset:offset + 8], "little")
+      events.append(event_pb2.Event.FromString(data[offset + 12:offset + 12 + length]))
+      offset += 16 + length
+  return events
 
 
 def resenc_reference(ndim, settings, in_channels, out_channels, deep_supervision=True):

@@ -4,21 +4,18 @@ A tiny 2D U-Net on 32x32 samples keeps each run to seconds on a 2-core CPU; the
 compilation cache (conftest) is shared by the subprocesses.
 """
 
-import glob
 import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from tensorboardX.proto import event_pb2
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tensorboard_events
 
 TINY = ["--config.model=unet_tiny", "--config.synthesis.size=32",
         "--config.synthesis.num_labels=4", "--config.batch_size=2", "--config.log_every=1"]
@@ -44,15 +41,9 @@ def metrics(workdir):
 def tensorboard_scalars(workdir):
   """{tag: {step: value}} read back from the TFRecord event files."""
   scalars = {}
-  for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
-    data = open(path, "rb").read()
-    offset = 0
-    while offset < len(data):
-      (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-      offset += 12 + length + 4
-      for value in event.summary.value:
-        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  for event in tensorboard_events(workdir):
+    for value in event.summary.value:
+      scalars.setdefault(value.tag, {})[event.step] = value.simple_value
   return scalars
 
 
