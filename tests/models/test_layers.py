@@ -1,7 +1,10 @@
 """The polyphase convolutions equal flax's (dilated) ones, forward and gradients, and the
 networks' training steps lower with no dilated convolution left."""
 
+import os
 import re
+import subprocess
+import sys
 
 from flax import nnx
 import jax
@@ -9,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import rasd_jax
 from rasd_jax import models
 from rasd_jax.models import layers
 
@@ -76,6 +80,7 @@ TRANSPOSED = [
     (4, 2, (2, 2, 2), (2, 2, 2), "valid", (3, 2, 4), True),
     (4, 2, (1, 2, 2), (1, 2, 2), "valid", (3, 2, 4), True),
     (3, 5, (4, 3), (2, 3), [(2, 2), (1, 3)], (4, 5), False),
+    (3, 2, (1, 3), (2, 2), [(0, 1), (1, 2)], (4, 5), False),  # output phases with no tap
     (3, 2, (3, 3), (2, 2), [(1, 1)] * 2, (4, 5), True),  # odd output: flax's path
 ]
 
@@ -125,3 +130,36 @@ def test_training_step_has_no_dilated_convolution(name, ndim, size):
   dilations = [m.group(0) for m in _DILATED.finditer(text)
                if set(m.group(2).replace(" ", "").split(",")) != {"1"}]
   assert not dilations, dilations[:3]
+
+
+_COMPILED_CONVOLUTION = """
+import os
+import rasd_jax
+import jax
+from rasd_jax.models import layers
+x, kernel = jax.numpy.ones((1, 64, 64, 32)), jax.numpy.ones((3, 3, 32, 32))
+text = jax.jit(layers.conv, static_argnums=2).lower(x, kernel, ((1, 1), (1, 1))).compile().as_text()
+print(os.environ["XLA_FLAGS"], jax.device_count(), "__ynn_fusion" in text, "convolution(" in text,
+      sep="|")
+"""
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (None, (rasd_jax.CPU_CONVOLUTION_FLAG, 1, False)),
+    ("--xla_force_host_platform_device_count=2",
+     ("--xla_force_host_platform_device_count=2 " + rasd_jax.CPU_CONVOLUTION_FLAG, 2, False)),
+    # XLA's default set (YNNPACK convolutions; it takes this one, 32 channels, not one of
+    # 16): a user's own value of the flag is kept.
+    ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution",
+     ("--xla_cpu_experimental_ynn_fusion_type=+individual_convolution", 1, True))])
+def test_import_sets_the_cpu_convolution_flag(flags, expected):
+  """`import rasd_jax` adds its XLA flag to XLA_FLAGS before JAX starts, keeping the flags
+  there: a CPU convolution compiles as XLA's own (Eigen: every core) rather than a YNNPACK
+  fusion (one thread), unless XLA_FLAGS already gives the flag a value."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update({"XLA_FLAGS": flags} if flags else {}, JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", _COMPILED_CONVOLUTION], env=env,
+                          capture_output=True, text=True, check=True)
+  xla_flags, devices, ynn, convolution = result.stdout.strip().splitlines()[-1].split("|")
+  assert (xla_flags, int(devices), ynn == "True") == expected
+  assert convolution == "True"  # the convolution itself: in YNNPACK's fusion or on its own
