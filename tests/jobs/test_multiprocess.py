@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, device_flags
 from gcs import free_port
 from test_pretrain import command, metrics, run
 
@@ -25,7 +25,7 @@ CLUSTER = ("SLURM_", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCES
 
 def _env(devices, **variables):
   env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER)}
-  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **variables)
+  env.update(XLA_FLAGS=device_flags(devices), **variables)
   return env
 
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, tensorboard_events
+from conftest import REPO_ROOT, device_flags, tensorboard_events
 
 TINY = ["--config.model=unet_tiny", "--config.synthesis.size=32",
         "--config.synthesis.num_labels=4", "--config.batch_size=2", "--config.log_every=1"]
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_continues_exactly(tmp_path):
 def test_same_losses_on_1_and_8_devices(tmp_path):
   losses = {}
   for devices in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = dict(os.environ, XLA_FLAGS=device_flags(devices))
     out = run(tmp_path / str(devices), "--config.total_steps=4", "--config.batch_size=8",
               env=env)
     assert f"{devices} devices" in out.stdout

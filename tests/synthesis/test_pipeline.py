@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec as P
 from rasd_jax import synthesis
 from rasd_jax.training.mesh import make_mesh
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, device_flags
 from conftest import spec_of
 
 
@@ -82,7 +82,7 @@ np.savez(sys.argv[1], devices=mesh.shape["data"], **batch)
 def test_bit_identical_on_one_and_eight_devices(tmp_path):
   results = {}
   for devices in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    env = dict(os.environ, XLA_FLAGS=device_flags(devices),
                JAX_PLATFORMS="cpu")
     out = tmp_path / f"{devices}.npz"
     subprocess.run([sys.executable, "-c", _SCRIPT, str(out)], check=True, env=env,
