@@ -1,5 +1,6 @@
-"""The polyphase convolutions equal flax's (dilated) ones, forward and gradients, and the
-networks' training steps lower with no dilated convolution left."""
+"""The polyphase convolutions equal flax's (dilated) ones, forward and gradients, the
+networks' training steps lower with no dilated convolution left, and `import rasd_jax` moves
+XLA's CPU convolutions off YNNPACK."""
 
 import os
 import re
