@@ -10,8 +10,7 @@ from jax.sharding import PartitionSpec as P
 from rasd_jax import synthesis
 from rasd_jax.training.mesh import make_mesh
 
-from conftest import REPO_ROOT, device_flags
-from conftest import spec_of
+from conftest import REPO_ROOT, device_flags, spec_of
 
 
 def test_batches_are_sharded_typed_and_in_range():
@@ -82,8 +81,7 @@ np.savez(sys.argv[1], devices=mesh.shape["data"], **batch)
 def test_bit_identical_on_one_and_eight_devices(tmp_path):
   results = {}
   for devices in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=device_flags(devices),
-               JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=device_flags(devices), JAX_PLATFORMS="cpu")
     out = tmp_path / f"{devices}.npz"
     subprocess.run([sys.executable, "-c", _SCRIPT, str(out)], check=True, env=env,
                    cwd=REPO_ROOT)
